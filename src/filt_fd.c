@@ -1,0 +1,439 @@
+/*
+ * EVFILT_READ and EVFILT_WRITE: knotes on file descriptors, over epoll.
+ *
+ * An fd has one epoll registration shared by its READ and WRITE knotes; its
+ * mode follows the knotes (fe_sync):
+ * - level-triggered while every enabled knote is level-triggered;
+ * - EPOLLET as soon as one needs edges (EV_CLEAR, NOTE_LOWAT); a level knote
+ *   on such an fd is then kept level by requeueing it after delivery, and the
+ *   requeued knote is re-checked with poll() before it is delivered again;
+ * - EPOLLONESHOT while every enabled knote is EV_DISPATCH or EV_ONESHOT, so
+ *   a dispatch delivery and its re-enable cost what EPOLLONESHOT and
+ *   EPOLL_CTL_MOD cost in a raw epoll program.
+ * All of a knote's state is guarded by fe_lock, which is also held across the
+ * epoll_ctl() that makes the registration match it (never across a wait).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kq_private.h"
+
+#define KN_DISPATCHY (EV_DISPATCH | EV_ONESHOT)
+
+static uint32_t kn_interest(const struct knote *kn)
+{
+	return kn->kn_filter == EVFILT_READ ? EPOLLIN | EPOLLRDHUP : EPOLLOUT;
+}
+
+static bool kn_needs_edge(const struct knote *kn)
+{
+	return (kn->kn_flags & EV_CLEAR) || (kn->kn_sfflags & NOTE_LOWAT);
+}
+
+static bool kn_wants_kernel(const struct knote *kn)
+{
+	if (!(kn->kn_status & KN_ATTACHED))
+		return false;
+	if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2))
+		return false;
+	/* A dispatch knote waiting on the ready queue needs no more reports. */
+	return !((kn->kn_status & KN_ACTIVE) && (kn->kn_flags & KN_DISPATCHY));
+}
+
+/* The registration the knotes of fe want: events | mode bits, or 0. */
+static uint32_t fe_desired(const struct kq_fdent *fe)
+{
+	uint32_t mask = 0;
+	bool all_dispatch = true, edge = false;
+	for (int k = 0; k < FE_NKN; k++) {
+		const struct knote *kn = &fe->fe_kn[k];
+		if (!kn_wants_kernel(kn))
+			continue;
+		mask |= kn_interest(kn);
+		all_dispatch &= (kn->kn_flags & KN_DISPATCHY) != 0;
+		edge |= kn_needs_edge(kn);
+	}
+	if (!mask)
+		return 0;
+	if (edge)
+		mask |= EPOLLET;
+	if (all_dispatch && !KQ_BROKEN(KQ_BREAK_I1))
+		mask |= EPOLLONESHOT;
+	return mask;
+}
+
+/* Makes the epoll registration match the knotes (fe_lock held). */
+static int fe_sync(struct kq *kq, struct kq_fdent *fe)
+{
+	if (fe->fe_type == FT_REGULAR)
+		return 0;
+	uint32_t want = fe_desired(fe);
+	uint64_t data = kq__ep_data_fd(fe->fe_fd, fe->fe_gen);
+	int err = 0;
+	if (!want) {
+		/* A fired oneshot registration reports nothing: leave it. */
+		if (fe->fe_inepoll && fe->fe_armed) {
+			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+			fe->fe_inepoll = false;
+		}
+		return err == -ENOENT || err == -EBADF ? 0 : err;
+	}
+	if (!fe->fe_inepoll) {
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
+		if (err == -EEXIST) /* a stale registration of a dup'd file */
+			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
+	} else if (!fe->fe_armed || want != fe->fe_regmask) {
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
+		if (err == -ENOENT) /* the file went away behind our back */
+			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
+	} else {
+		return 0;
+	}
+	if (!err) {
+		fe->fe_inepoll = true;
+		fe->fe_armed = true;
+		fe->fe_regmask = want;
+	}
+	return err;
+}
+
+static uint8_t probe_type(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return FT_OTHER;
+	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
+		return FT_REGULAR;
+	if (S_ISFIFO(st.st_mode))
+		return FT_PIPE;
+	if (S_ISSOCK(st.st_mode)) {
+		int type = 0, listening = 0;
+		socklen_t len = sizeof(type);
+		getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+		len = sizeof(listening);
+		getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+		if (listening)
+			return FT_LISTEN;
+		return type == SOCK_STREAM ? FT_STREAM : FT_DGRAM;
+	}
+	if (S_ISCHR(st.st_mode)) {
+		int n;
+		return ioctl(fd, FIONREAD, &n) == 0 ? FT_TTY : FT_OTHER;
+	}
+	return FT_OTHER;
+}
+
+static int64_t listen_backlog(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_unacked > 0)
+		return ti.tcpi_unacked;
+	return 1;
+}
+
+static uint32_t sock_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	return (uint32_t)err;
+}
+
+/*
+ * f_event of READ/WRITE: the knote's data and readiness from revents (fresh
+ * from epoll or poll) and a query of the fd.
+ */
+static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, struct kevent *out)
+{
+	int fd = fe->fe_fd, n = 0;
+	int64_t lowat = (kn->kn_sfflags & NOTE_LOWAT) && kn->kn_sdata > 0 ? kn->kn_sdata : 1;
+	bool eof, ready;
+	kq__knote_copyout(kn, out);
+	if (kn->kn_filter == EVFILT_READ) {
+		eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+		switch (fe->fe_type) {
+		case FT_STREAM:
+		case FT_PIPE:
+		case FT_TTY:
+			if (ioctl(fd, FIONREAD, &n) < 0)
+				n = 0;
+			out->data = n;
+			ready = n >= lowat || eof;
+			break;
+		case FT_DGRAM:
+			if (ioctl(fd, FIONREAD, &n) < 0)
+				n = 0;
+			out->data = n;
+			ready = (revents & EPOLLIN) || eof;
+			break;
+		case FT_LISTEN:
+			out->data = listen_backlog(fd);
+			ready = revents & EPOLLIN;
+			eof = false;
+			break;
+		case FT_REGULAR: {
+			struct stat st;
+			off_t off = lseek(fd, 0, SEEK_CUR);
+			out->data = fstat(fd, &st) == 0 && off >= 0 ? (int64_t)st.st_size - off : 0;
+			ready = out->data != 0 || (kn->kn_sfflags & NOTE_FILE_POLL);
+			eof = false;
+			break;
+		}
+		default:
+			ready = revents & (EPOLLIN | EPOLLHUP | EPOLLERR);
+			break;
+		}
+	} else {
+		eof = revents & (EPOLLHUP | EPOLLERR);
+		switch (fe->fe_type) {
+		case FT_STREAM:
+		case FT_DGRAM:
+		case FT_LISTEN: {
+			int sndbuf = 0;
+			socklen_t len = sizeof(sndbuf);
+			getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+			if (ioctl(fd, SIOCOUTQ, &n) < 0)
+				n = 0;
+			out->data = sndbuf > n ? sndbuf - n : 0;
+			ready = ((revents & EPOLLOUT) && out->data >= lowat) || eof;
+			break;
+		}
+		case FT_PIPE: {
+			int size = fcntl(fd, F_GETPIPE_SZ);
+			if (ioctl(fd, FIONREAD, &n) < 0)
+				n = 0;
+			out->data = size > n ? size - n : 0;
+			ready = (revents & EPOLLOUT) || eof;
+			break;
+		}
+		case FT_REGULAR:
+			ready = true;
+			eof = false;
+			break;
+		default:
+			ready = revents & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+			break;
+		}
+	}
+	if (eof) {
+		out->flags |= EV_EOF;
+		if ((revents & EPOLLERR) && fe->fe_type >= FT_STREAM && fe->fe_type <= FT_DGRAM)
+			out->fflags = sock_error(fd);
+	}
+	return ready || (kn->kn_status & KN_FORCED);
+}
+
+/* Removes a knote (fe_lock held). */
+static void fd_detach(struct kq *kq, struct knote *kn)
+{
+	if (kn->kn_status & KN_ACTIVE) {
+		pthread_mutex_lock(&kq->kq_lock);
+		kq__dequeue(kq, kn);
+		pthread_mutex_unlock(&kq->kq_lock);
+	}
+	kn->kn_status = 0;
+}
+
+static void fd_queue(struct kq *kq, struct knote *kn)
+{
+	kn->kn_status |= KN_ACTIVE;
+	pthread_mutex_lock(&kq->kq_lock);
+	kq__enqueue(kq, kn);
+	pthread_mutex_unlock(&kq->kq_lock);
+	kq__wake(kq);
+}
+
+/* After a knote was copied out: oneshot, dispatch, or keep it level. */
+static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
+{
+	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
+		fd_detach(kq, kn);
+	} else if (kn->kn_flags & EV_DISPATCH) {
+		kn->kn_status |= KN_DISABLED;
+	} else if (!(kn->kn_flags & EV_CLEAR) &&
+		   (fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
+		/* Level-triggered on an edge registration (or no registration):
+		 * requeue, re-checked with poll() when it comes round. */
+		fd_queue(kq, kn);
+	}
+}
+
+static int fd_validate(const struct kevent *kev)
+{
+	if (kev->fflags & ~(unsigned)(NOTE_LOWAT | NOTE_FILE_POLL))
+		return -EINVAL;
+	if ((kev->fflags & NOTE_LOWAT) && kev->data < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int kq__fd_change(struct kq *kq, const struct kevent *kev)
+{
+	int err = fd_validate(kev);
+	if (err)
+		return err;
+	if (kev->ident > INT32_MAX || fcntl((int)kev->ident, F_GETFD) < 0)
+		return -EBADF;
+	int fd = (int)kev->ident;
+	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
+	if (!fe)
+		return (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
+	pthread_mutex_lock(&fe->fe_lock);
+	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
+	bool exists = kn->kn_status & KN_ATTACHED;
+	if (!exists && !(kev->flags & EV_ADD)) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (kev->flags & EV_DELETE) {
+		fd_detach(kq, kn);
+		goto sync;
+	}
+	if (kev->flags & EV_ADD) {
+		if (!exists) {
+			if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED))
+				fe->fe_type = probe_type(fd);
+			kn->kn_gen++;
+			kn->kn_status = KN_ATTACHED;
+		}
+		kq__knote_set(kn, kev, !exists);
+	}
+	if (kev->flags & EV_FORCEONESHOT) {
+		kn->kn_flags |= EV_ONESHOT;
+		kn->kn_status |= KN_FORCED;
+	}
+	if (kev->flags & EV_DISABLE) {
+		kn->kn_status |= KN_DISABLED;
+		if (kn->kn_status & KN_ACTIVE) {
+			pthread_mutex_lock(&kq->kq_lock);
+			kq__dequeue(kq, kn);
+			pthread_mutex_unlock(&kq->kq_lock);
+			kn->kn_status &= ~KN_ACTIVE;
+		}
+	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
+		kn->kn_status &= ~KN_DISABLED;
+	}
+	/* Served from the ready queue: forced knotes and unpollable files. */
+	if (!(kn->kn_status & (KN_DISABLED | KN_ACTIVE)) &&
+	    ((kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR))
+		fd_queue(kq, kn);
+sync:
+	err = fe_sync(kq, fe);
+	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
+		/* Not pollable by epoll (e.g. a special file): poll semantics. */
+		fe->fe_type = FT_REGULAR;
+		if (!(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+			fd_queue(kq, kn);
+		err = 0;
+	} else if (err && !exists && (kn->kn_status & KN_ATTACHED)) {
+		fd_detach(kq, kn); /* nothing half-applied */
+		fe_sync(kq, fe);
+	}
+out:
+	pthread_mutex_unlock(&fe->fe_lock);
+	return err;
+}
+
+/*
+ * An epoll report for fd: deliver its knotes into out (room slots), queue
+ * what does not fit.  Returns the number of events written.
+ */
+int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
+		       int room)
+{
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe)
+		return 0;
+	int n = 0;
+	pthread_mutex_lock(&fe->fe_lock);
+	if ((fe->fe_gen & 0x3fffffffu) != gen && !KQ_BROKEN(KQ_BREAK_I4))
+		goto out;
+	if (fe->fe_regmask & EPOLLONESHOT)
+		fe->fe_armed = false;
+	for (int k = 0; k < FE_NKN; k++) {
+		struct knote *kn = &fe->fe_kn[k];
+		if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
+			continue;
+		if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
+			continue;
+		if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) &&
+		    !KQ_BROKEN(KQ_BREAK_I1))
+			continue;
+		if (n == room) {
+			fd_queue(kq, kn); /* leftover: comes back in turn (I3) */
+			continue;
+		}
+		if (!fd_event(fe, kn, revents, &out[n]))
+			continue;
+		n++;
+		fd_delivered(kq, fe, kn);
+	}
+	fe_sync(kq, fe);
+out:
+	pthread_mutex_unlock(&fe->fe_lock);
+	return n;
+}
+
+/* A fd knote taken off the ready queue: re-check and deliver. */
+int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
+{
+	struct kq_fdent *fe = kn->kn_u.fe;
+	struct pollfd pfd = {.fd = fe->fe_fd,
+			     .events = kn->kn_filter == EVFILT_READ ? POLLIN | POLLRDHUP : POLLOUT};
+	/* Outside the lock: poll() is a system call. */
+	if (poll(&pfd, 1, 0) < 0)
+		pfd.revents = 0;
+	int n = 0;
+	pthread_mutex_lock(&fe->fe_lock);
+	/* Deleted, disabled or delivered since it was queued: nothing to do.
+	 * A new incarnation that was queued again is fine to deliver. */
+	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
+		goto out;
+	kn->kn_status &= ~KN_ACTIVE;
+	if (pfd.revents & POLLNVAL)
+		goto out;
+	if (fd_event(fe, kn, pfd.revents, out)) {
+		n = 1;
+		fd_delivered(kq, fe, kn);
+	}
+	fe_sync(kq, fe);
+out:
+	pthread_mutex_unlock(&fe->fe_lock);
+	return n;
+}
+
+/* close(fd) and friends: the fd's knotes go, before the real close. */
+void kq__fd_close(struct kq *kq, int fd)
+{
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe)
+		return;
+	pthread_mutex_lock(&fe->fe_lock);
+	bool any = false;
+	for (int k = 0; k < FE_NKN; k++) {
+		if (fe->fe_kn[k].kn_status & KN_ATTACHED) {
+			fd_detach(kq, &fe->fe_kn[k]);
+			any = true;
+		}
+	}
+	if (any || fe->fe_inepoll) {
+		fe->fe_gen++;
+		if (fe->fe_inepoll)
+			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
+		fe->fe_inepoll = false;
+		fe->fe_armed = false;
+		fe->fe_regmask = 0;
+		fe->fe_type = FT_UNKNOWN;
+	}
+	pthread_mutex_unlock(&fe->fe_lock);
+}

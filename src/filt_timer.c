@@ -1,0 +1,154 @@
+/*
+ * EVFILT_TIMER: every timer of a kqueue lives in one heap (timerheap.c) and
+ * the kqueue's single timerfd is armed for the earliest deadline, so a
+ * million timers cost no file descriptor each.  Timers are EV_CLEAR (as
+ * FreeBSD): data counts the expirations since the last delivery.
+ */
+#include <errno.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#include "kq_private.h"
+
+#define UNITS (NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS)
+#define NO_IDX UINT32_MAX
+
+static int timer_validate(const struct kevent *kev)
+{
+	if (!(kev->flags & EV_ADD))
+		return 0;
+	if (kev->fflags & ~(unsigned)(UNITS | NOTE_ABSTIME))
+		return -EINVAL;
+	unsigned u = kev->fflags & UNITS;
+	if (u & (u - 1)) /* more than one unit */
+		return -EINVAL;
+	return kev->data < 0 ? -EINVAL : 0;
+}
+
+static int64_t unit_ns(uint32_t fflags)
+{
+	switch (fflags & UNITS) {
+	case NOTE_SECONDS:
+		return 1000000000LL;
+	case NOTE_USECONDS:
+		return 1000LL;
+	case NOTE_NSECONDS:
+		return 1LL;
+	default:
+		return 1000000LL;
+	}
+}
+
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+	return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+/* Points the timerfd at the earliest deadline if it is not already earlier. */
+static void timer_rearm(struct kq *kq, bool force)
+{
+	struct knote *min = kq__theap_min(kq);
+	if (!min)
+		return; /* a later spurious expiry finds nothing: harmless */
+	int64_t d = min->kn_u.tm.deadline > 0 ? min->kn_u.tm.deadline : 1;
+	if (!force && kq->kq_timer_armed && kq->kq_timer_armed <= d)
+		return;
+	struct itimerspec its = {.it_value = {d / 1000000000LL, d % 1000000000LL}};
+	timerfd_settime(kq->kq_timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+	kq->kq_timer_armed = d;
+}
+
+/* (Re)starts a timer from its knote's data and fflags. */
+static int timer_start(struct kq *kq, struct knote *kn)
+{
+	int64_t mult = unit_ns(kn->kn_sfflags), now = kq__now_ns();
+	kn->kn_flags |= EV_CLEAR;
+	if (kn->kn_sfflags & NOTE_ABSTIME) {
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		int64_t target = mul_sat(kn->kn_sdata, mult);
+		int64_t left = target - (rt.tv_sec * 1000000000LL + rt.tv_nsec);
+		kn->kn_u.tm.deadline = now + (left > 0 ? left : 0);
+		kn->kn_u.tm.period = 0;
+	} else {
+		int64_t units = kn->kn_sdata;
+		if (units == 0 && !(kn->kn_flags & EV_ONESHOT))
+			units = 1;
+		int64_t ival = mul_sat(units, mult);
+		kn->kn_u.tm.deadline = ival > INT64_MAX - now ? INT64_MAX : now + ival;
+		kn->kn_u.tm.period = (kn->kn_flags & EV_ONESHOT) ? 0 : ival;
+	}
+	int err = kq__theap_insert(kq, kn);
+	if (!err)
+		timer_rearm(kq, false);
+	return err;
+}
+
+static int timer_attach(struct kq *kq, struct knote *kn)
+{
+	kn->kn_u.tm.heapidx = NO_IDX;
+	kn->kn_data = 0;
+	return timer_start(kq, kn);
+}
+
+static void timer_detach(struct kq *kq, struct knote *kn)
+{
+	kq__theap_remove(kq, kn);
+}
+
+/* EV_ADD on an existing timer: new period, counting starts again. */
+static int timer_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
+{
+	if (!(kev->flags & EV_ADD))
+		return 0;
+	kq__theap_remove(kq, kn);
+	kn->kn_data = 0;
+	kn->kn_status &= ~KN_ACTIVE;
+	kq__dequeue(kq, kn);
+	return timer_start(kq, kn);
+}
+
+static bool timer_event(struct kq *kq, struct knote *kn, struct kevent *out)
+{
+	(void)kq;
+	out->data = kn->kn_data;
+	return kn->kn_data > 0;
+}
+
+static void timer_clear(struct kq *kq, struct knote *kn)
+{
+	(void)kq;
+	kn->kn_data = 0;
+}
+
+/* The timerfd fired: count expirations, queue the knotes, re-arm. */
+void kq__timer_expire(struct kq *kq)
+{
+	pthread_mutex_lock(&kq->kq_lock);
+	int64_t now = kq__now_ns();
+	struct knote *kn;
+	while ((kn = kq__theap_min(kq)) && kn->kn_u.tm.deadline <= now) {
+		if (kn->kn_u.tm.period > 0) {
+			int64_t k = 1 + (now - kn->kn_u.tm.deadline) / kn->kn_u.tm.period;
+			kn->kn_data += k;
+			kn->kn_u.tm.deadline += k * kn->kn_u.tm.period;
+			kq__theap_fix(kq, kn);
+		} else {
+			kn->kn_data += 1;
+			kq__theap_remove(kq, kn);
+		}
+		kq__activate(kq, kn);
+	}
+	kq->kq_timer_armed = 0;
+	timer_rearm(kq, true);
+	pthread_mutex_unlock(&kq->kq_lock);
+}
+
+const struct filterops kq__timer_ops = {
+	.f_validate = timer_validate,
+	.f_attach = timer_attach,
+	.f_detach = timer_detach,
+	.f_touch = timer_touch,
+	.f_event = timer_event,
+	.f_clear = timer_clear,
+};

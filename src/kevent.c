@@ -1,0 +1,313 @@
+/*
+ * kevent(): check and apply the changelist, then collect events.
+ *
+ * How a wait works with many threads (docs/design.md has the long form):
+ * every thread waits in epoll_wait() on the kqueue's epoll fd with no lock
+ * held.  fd knotes are delivered straight from the epoll report under their
+ * fd's lock; everything else (user events, timers, signals, leftovers that
+ * did not fit, level knotes kept level by hand) goes through the ready queue,
+ * and an edge-triggered eventfd wakes one waiter when that queue gains work.
+ * When the queue is not empty a call first moves the kernel's reports behind
+ * it, so knotes come back in FIFO order whatever their source (I5).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "kq_private.h"
+
+#define KQ_KNOWN_FLAGS                                                         \
+	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT |       \
+	 EV_KEEPUDATA | EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH)
+#define KQ_EVBUF 256
+
+static int check_flags(unsigned flags)
+{
+	if (flags & ~KQ_KNOWN_FLAGS)
+		return -EINVAL;
+	if ((flags & EV_ENABLE) && (flags & EV_DISABLE))
+		return -EINVAL;
+	if ((flags & EV_DELETE) && (flags & (EV_ADD | EV_ENABLE | EV_DISABLE)))
+		return -EINVAL;
+	return 0;
+}
+
+/* Removes a non-fd knote for good (kq_lock held). */
+static void generic_drop(struct kq *kq, struct knote *kn, const struct filterops *fop)
+{
+	kq__dequeue(kq, kn);
+	fop->f_detach(kq, kn);
+	kq__hash_remove(kq, kn);
+	kq__knote_free(kq, kn);
+}
+
+static const struct filterops *ops_of(short filter)
+{
+	switch (filter) {
+	case EVFILT_USER:
+		return &kq__user_ops;
+	case EVFILT_TIMER:
+		return &kq__timer_ops;
+	case EVFILT_SIGNAL:
+		return &kq__signal_ops;
+	default:
+		return NULL;
+	}
+}
+
+/* A change to a knote whose ident is not an fd (all under kq_lock). */
+int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct filterops *fop)
+{
+	int err = fop->f_validate(kev);
+	if (err)
+		return err;
+	pthread_mutex_lock(&kq->kq_lock);
+	struct knote *kn = kq__hash_find(kq, kev->filter, kev->ident);
+	if (!kn && !(kev->flags & EV_ADD)) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (kev->flags & EV_DELETE) {
+		generic_drop(kq, kn, fop);
+		goto out;
+	}
+	if (!kn) {
+		kn = kq__knote_alloc(kq);
+		if (!kn) {
+			err = -ENOMEM;
+			goto out;
+		}
+		kq__knote_set(kn, kev, true);
+		kn->kn_gen++;
+		kn->kn_status = KN_ATTACHED | (kev->flags & EV_DISABLE ? KN_DISABLED : 0);
+		err = kq__hash_insert(kq, kn);
+		if (!err)
+			err = fop->f_attach(kq, kn);
+		if (err) {
+			kq__hash_remove(kq, kn);
+			kq__knote_free(kq, kn);
+			goto out;
+		}
+	} else {
+		if (kev->flags & EV_ADD)
+			kq__knote_set(kn, kev, false);
+		/* Any change reaches f_touch: NOTE_TRIGGER needs no EV_ADD. */
+		if (fop->f_touch && (err = fop->f_touch(kq, kn, kev)))
+			goto out;
+	}
+	if (kev->flags & EV_FORCEONESHOT) {
+		kn->kn_flags |= EV_ONESHOT;
+		kn->kn_status |= KN_FORCED | KN_ACTIVE;
+	}
+	if (kev->flags & EV_DISABLE) {
+		kn->kn_status |= KN_DISABLED;
+		kq__dequeue(kq, kn);
+	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
+		kn->kn_status &= ~KN_DISABLED;
+	}
+	if ((kn->kn_status & KN_ACTIVE) && !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
+		kq__enqueue(kq, kn);
+		kq__wake(kq);
+	}
+out:
+	pthread_mutex_unlock(&kq->kq_lock);
+	return err;
+}
+
+/*
+ * Delivers a non-fd knote taken off the ready queue (kq_lock held).
+ * Returns 1 if *out was filled.
+ */
+int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
+{
+	const struct filterops *fop = ops_of(kn->kn_filter);
+	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
+		return 0;
+	kq__knote_copyout(kn, out);
+	if (!fop->f_event(kq, kn, out) && !(kn->kn_status & KN_FORCED)) {
+		kn->kn_status &= ~KN_ACTIVE;
+		return 0;
+	}
+	if (kn->kn_flags & EV_ONESHOT) {
+		generic_drop(kq, kn, fop);
+		return 1;
+	}
+	if (kn->kn_flags & EV_CLEAR) {
+		kn->kn_status &= ~KN_ACTIVE;
+		if (fop->f_clear)
+			fop->f_clear(kq, kn);
+	}
+	if (kn->kn_flags & EV_DISPATCH)
+		kn->kn_status |= KN_DISABLED;
+	else if (kn->kn_status & KN_ACTIVE)
+		kq__enqueue(kq, kn); /* level-triggered: back of the queue */
+	return 1;
+}
+
+static int apply_change(struct kq *kq, struct kevent *kev)
+{
+	kev->flags &= ~EV_SYSFLAGS;
+	int err = check_flags(kev->flags);
+	if (err)
+		return err;
+	if (kev->filter == EVFILT_READ || kev->filter == EVFILT_WRITE)
+		return kq__fd_change(kq, kev);
+	const struct filterops *fop = ops_of(kev->filter);
+	return fop ? kq__generic_change(kq, kev, fop) : -EINVAL;
+}
+
+/* Takes up to room knotes off the ready queue into out. */
+static int drain(struct kq *kq, struct kevent *out, int room)
+{
+	struct knote *fdkn[KQ_EVBUF];
+	int n = 0, nfd = 0;
+	if (room > KQ_EVBUF)
+		room = KQ_EVBUF;
+	pthread_mutex_lock(&kq->kq_lock);
+	while (n + nfd < room && kq->kq_head) {
+		struct knote *kn = kq->kq_head;
+		kq__dequeue(kq, kn);
+		if (kn->kn_filter == EVFILT_READ || kn->kn_filter == EVFILT_WRITE)
+			fdkn[nfd++] = kn; /* needs its fd lock: after kq_lock */
+		else
+			n += kq__deliver_locked(kq, kn, &out[n]);
+	}
+	pthread_mutex_unlock(&kq->kq_lock);
+	for (int i = 0; i < nfd; i++)
+		n += kq__fd_deliver_queued(kq, fdkn[i], &out[n]);
+	return n;
+}
+
+/* Turns epoll reports into events (room > 0) or queued knotes (room 0). */
+static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct kevent *out,
+		    int room)
+{
+	int n = 0;
+	for (int i = 0; i < nev; i++) {
+		uint64_t d = ev[i].data.u64;
+		switch (d >> KQ_TAG_SHIFT) {
+		case KQ_TAG_FD:
+			n += kq__fd_epoll_event(kq, (int)(uint32_t)d,
+						(uint32_t)(d >> 32) & 0x3fffffffu, ev[i].events,
+						out + n, room - n);
+			break;
+		case KQ_TAG_WAKE:
+			atomic_store(&kq->kq_wake_pending, false);
+			break;
+		case KQ_TAG_TIMER:
+			kq__timer_expire(kq);
+			break;
+		case KQ_TAG_SIGNAL:
+			kq__signal_read(kq);
+			break;
+		}
+	}
+	return n;
+}
+
+static int64_t deadline_of(const struct timespec *ts)
+{
+	if (!ts)
+		return -1;
+	return kq__now_ns() + ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+static int wait_ms(int64_t deadline)
+{
+	if (deadline < 0)
+		return -1;
+	int64_t left = deadline - kq__now_ns();
+	if (left <= 0)
+		return 0;
+	int64_t ms = (left + 999999) / 1000000;
+	return ms > 1000000000 ? 1000000000 : (int)ms;
+}
+
+static int scan(struct kq *kq, struct kevent *out, int nevents, const struct timespec *ts)
+{
+	struct epoll_event evbuf[KQ_EVBUF];
+	int64_t deadline = deadline_of(ts);
+	int n = 0;
+	for (;;) {
+		if (atomic_load(&kq->kq_dead))
+			return -EBADF;
+		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0) {
+			/* Kernel reports go behind what is already queued. */
+			int r = kq__ep_wait(kq->kq_epfd, evbuf, KQ_EVBUF, 0);
+			if (r > 0)
+				dispatch(kq, evbuf, r, out, 0);
+			n = drain(kq, out, nevents);
+			if (n > 0)
+				break;
+		}
+		int ms = wait_ms(deadline);
+		int max = nevents < KQ_EVBUF ? nevents : KQ_EVBUF;
+		int r = kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+		if (r < 0)
+			return r; /* -EINTR */
+		if (atomic_load(&kq->kq_dead))
+			return -EBADF;
+		n = dispatch(kq, evbuf, r, out, nevents);
+		if (n < nevents && atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
+			n += drain(kq, out + n, nevents - n);
+		if (n > 0 || ms == 0)
+			break;
+	}
+	/* Leftovers stay visible to other waiters and to poll() on the kqueue. */
+	if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
+		kq__wake(kq);
+	return n;
+}
+
+static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
+		       struct kevent *events, int nevents, const struct timespec *ts)
+{
+	if (nchanges < 0 || nevents < 0)
+		return -EINVAL;
+	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L))
+		return -EINVAL;
+	struct kq *kq = kq__get(kqfd);
+	if (!kq)
+		return -EBADF;
+	int r = 0, nerr = 0;
+	if ((nchanges > 0 && !changes) || (nevents > 0 && !events)) {
+		r = -EFAULT;
+		goto out;
+	}
+	for (int i = 0; i < nchanges; i++) {
+		struct kevent kev = changes[i]; /* the lists may be one array */
+		if (kev.filter == 0)
+			continue;
+		int err = apply_change(kq, &kev);
+		if (!err && !(kev.flags & EV_RECEIPT))
+			continue;
+		if (nevents == 0) {
+			r = err; /* no room: stop here, as FreeBSD */
+			goto out;
+		}
+		kev.flags = EV_ERROR;
+		kev.data = -err;
+		events[nerr++] = kev;
+		nevents--;
+	}
+	if (nerr > 0)
+		r = nerr;
+	else if (nevents > 0)
+		r = scan(kq, events, nevents, ts);
+out:
+	kq__put(kq);
+	return r;
+}
+
+__attribute__((visibility("default"))) int kevent(int kq, const struct kevent *changelist,
+						  int nchanges, struct kevent *eventlist,
+						  int nevents, const struct timespec *timeout)
+{
+	int r = kevent_impl(kq, changelist, nchanges, eventlist, nevents, timeout);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return r;
+}

@@ -1,0 +1,216 @@
+/*
+ * Knotes: the ready queue (FIFO), the ident hash for filters whose ident is
+ * not an fd, a slab so that a million timers cost no malloc header each, and
+ * the copy between a knote and a struct kevent.  Everything here runs with
+ * kq_lock held.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kq_private.h"
+
+void kq__enqueue(struct kq *kq, struct knote *kn)
+{
+	if (kn->kn_queued)
+		return;
+	kn->kn_queued = true;
+	if (KQ_BROKEN(KQ_BREAK_I5) && kq->kq_head) {
+		/* Broken on purpose: LIFO lets a busy knote starve others. */
+		kn->kn_prev = NULL;
+		kn->kn_next = kq->kq_head;
+		kq->kq_head->kn_prev = kn;
+		kq->kq_head = kn;
+	} else {
+		kn->kn_next = NULL;
+		kn->kn_prev = kq->kq_tail;
+		if (kq->kq_tail)
+			kq->kq_tail->kn_next = kn;
+		else
+			kq->kq_head = kn;
+		kq->kq_tail = kn;
+	}
+	atomic_fetch_add_explicit(&kq->kq_nready, 1, memory_order_relaxed);
+}
+
+void kq__dequeue(struct kq *kq, struct knote *kn)
+{
+	if (!kn->kn_queued)
+		return;
+	kn->kn_queued = false;
+	if (kn->kn_prev)
+		kn->kn_prev->kn_next = kn->kn_next;
+	else
+		kq->kq_head = kn->kn_next;
+	if (kn->kn_next)
+		kn->kn_next->kn_prev = kn->kn_prev;
+	else
+		kq->kq_tail = kn->kn_prev;
+	kn->kn_next = kn->kn_prev = NULL;
+	atomic_fetch_sub_explicit(&kq->kq_nready, 1, memory_order_relaxed);
+}
+
+/*
+ * A non-fd knote's condition became true (kq_lock held): queue it unless it
+ * is disabled, in which case EV_ENABLE will queue it.
+ */
+void kq__activate(struct kq *kq, struct knote *kn)
+{
+	kn->kn_status |= KN_ACTIVE;
+	if (kn->kn_status & KN_DISABLED)
+		return;
+	if (!kn->kn_queued) {
+		kq__enqueue(kq, kn);
+		kq__wake(kq);
+	}
+}
+
+static uint32_t hash_ident(short filter, uintptr_t ident)
+{
+	uint64_t h = (uint64_t)ident * 0x9E3779B97F4A7C15ULL ^ (uint16_t)filter;
+	return (uint32_t)(h >> 32) ^ (uint32_t)h;
+}
+
+struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident)
+{
+	if (!kq->kq_hash)
+		return NULL;
+	struct knote *kn = kq->kq_hash[hash_ident(filter, ident) & kq->kq_hmask];
+	while (kn && (kn->kn_ident != ident || kn->kn_filter != filter))
+		kn = kn->kn_hnext;
+	return kn;
+}
+
+static int hash_grow(struct kq *kq)
+{
+	uint32_t nsize = kq->kq_hash ? (kq->kq_hmask + 1) * 2 : 64;
+	struct knote **nh = calloc(nsize, sizeof(*nh));
+	if (!nh)
+		return -ENOMEM;
+	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++) {
+		struct knote *kn = kq->kq_hash[i], *next;
+		for (; kn; kn = next) {
+			next = kn->kn_hnext;
+			uint32_t b = hash_ident(kn->kn_filter, kn->kn_ident) & (nsize - 1);
+			kn->kn_hnext = nh[b];
+			nh[b] = kn;
+		}
+	}
+	free(kq->kq_hash);
+	kq->kq_hash = nh;
+	kq->kq_hmask = nsize - 1;
+	return 0;
+}
+
+int kq__hash_insert(struct kq *kq, struct knote *kn)
+{
+	if (!kq->kq_hash || kq->kq_hcount >= kq->kq_hmask + 1) {
+		int err = hash_grow(kq);
+		if (err)
+			return err;
+	}
+	uint32_t b = hash_ident(kn->kn_filter, kn->kn_ident) & kq->kq_hmask;
+	kn->kn_hnext = kq->kq_hash[b];
+	kq->kq_hash[b] = kn;
+	kq->kq_hcount++;
+	return 0;
+}
+
+void kq__hash_remove(struct kq *kq, struct knote *kn)
+{
+	struct knote **pp = &kq->kq_hash[hash_ident(kn->kn_filter, kn->kn_ident) & kq->kq_hmask];
+	while (*pp && *pp != kn)
+		pp = &(*pp)->kn_hnext;
+	if (*pp) {
+		*pp = kn->kn_hnext;
+		kq->kq_hcount--;
+	}
+	kn->kn_hnext = NULL;
+}
+
+#define SLAB_KNOTES 256
+
+struct knote *kq__knote_alloc(struct kq *kq)
+{
+	if (!kq->kq_free) {
+		void **slabs = realloc(kq->kq_slabs, (kq->kq_nslabs + 1) * sizeof(*slabs));
+		if (!slabs)
+			return NULL;
+		kq->kq_slabs = slabs;
+		struct knote *slab = malloc(SLAB_KNOTES * sizeof(*slab));
+		if (!slab)
+			return NULL;
+		slabs[kq->kq_nslabs++] = slab;
+		for (int i = 0; i < SLAB_KNOTES; i++) {
+			slab[i].kn_hnext = kq->kq_free;
+			kq->kq_free = &slab[i];
+		}
+	}
+	struct knote *kn = kq->kq_free;
+	kq->kq_free = kn->kn_hnext;
+	memset(kn, 0, sizeof(*kn));
+	return kn;
+}
+
+void kq__knote_free(struct kq *kq, struct knote *kn)
+{
+	free(kn->kn_ext);
+	kn->kn_ext = NULL;
+	kn->kn_status = 0;
+	kn->kn_hnext = kq->kq_free;
+	kq->kq_free = kn;
+}
+
+void kq__knote_free_all(struct kq *kq)
+{
+	/* ext blocks of live hashed knotes; fd knotes free theirs in fdtable.c */
+	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++)
+		for (struct knote *kn = kq->kq_hash[i]; kn; kn = kn->kn_hnext)
+			free(kn->kn_ext);
+	for (uint32_t i = 0; i < kq->kq_nslabs; i++)
+		free(kq->kq_slabs[i]);
+	free(kq->kq_slabs);
+	kq->kq_slabs = NULL;
+	kq->kq_nslabs = 0;
+	kq->kq_free = NULL;
+	kq->kq_head = kq->kq_tail = NULL;
+}
+
+static bool ext_zero(const uint64_t ext[4])
+{
+	return !(ext[0] | ext[1] | ext[2] | ext[3]);
+}
+
+/* Takes a change's parameters into a knote (new or re-added). */
+void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
+{
+	if (is_new) {
+		kn->kn_ident = kev->ident;
+		kn->kn_filter = kev->filter;
+	}
+	if (is_new || !(kev->flags & EV_KEEPUDATA)) {
+		kn->kn_udata = kev->udata;
+		if (!ext_zero(kev->ext) && (kn->kn_ext || (kn->kn_ext = malloc(4 * sizeof(uint64_t)))))
+			memcpy(kn->kn_ext, kev->ext, 4 * sizeof(uint64_t));
+		else if (kn->kn_ext)
+			memset(kn->kn_ext, 0, 4 * sizeof(uint64_t));
+	}
+	kn->kn_flags = kev->flags & KN_KEPT_FLAGS;
+	kn->kn_sfflags = kev->fflags;
+	kn->kn_sdata = kev->data;
+}
+
+/* The user-visible part; the filter fills data, fflags and EV_EOF. */
+void kq__knote_copyout(const struct knote *kn, struct kevent *out)
+{
+	out->ident = kn->kn_ident;
+	out->filter = kn->kn_filter;
+	out->flags = kn->kn_flags;
+	out->fflags = 0;
+	out->data = 0;
+	out->udata = kn->kn_udata;
+	if (kn->kn_ext)
+		memcpy(out->ext, kn->kn_ext, sizeof(out->ext));
+	else
+		memset(out->ext, 0, sizeof(out->ext));
+}

@@ -1,0 +1,235 @@
+/*
+ * libbaton internals: the kqueue object, knotes, the fd table and the
+ * contract every filter implements.  Lock order and the knote state machine
+ * are described in docs/design.md; each shared field names its lock.
+ */
+#ifndef BATON_KQ_PRIVATE_H
+#define BATON_KQ_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/event.h>
+
+struct kq;
+struct knote;
+struct kq_fdent;
+
+/* kn_status bits */
+#define KN_ATTACHED 0x01 /* registered; cleared when removed */
+#define KN_DISABLED 0x02 /* EV_DISABLE, or EV_DISPATCH after delivery */
+#define KN_ACTIVE 0x04   /* on the ready queue (kq_ready), or pending while disabled */
+#define KN_FORCED 0x08   /* EV_FORCEONESHOT: deliver once more whatever the condition */
+
+/* Flags a knote keeps; actions are not remembered (as FreeBSD). */
+#define KN_KEPT_FLAGS                                                          \
+	(EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA)
+
+/*
+ * A registered event.  Who guards what: for fd knotes (embedded in a
+ * kq_fdent) every field but the queue links is guarded by fe_lock; for all
+ * other knotes by kq_lock.  The queue links and kn_queued always by kq_lock.
+ */
+struct knote {
+	uintptr_t kn_ident;
+	void *kn_udata;
+	int64_t kn_sdata;  /* data given by the last change (period, lowat...) */
+	uint64_t *kn_ext;  /* ext[4] as last set, NULL while all zero */
+	struct knote *kn_next, *kn_prev; /* kq_ready links (kq_lock) */
+	struct knote *kn_hnext;          /* ident hash chain (kq_lock) */
+	short kn_filter;
+	unsigned short kn_flags; /* KN_KEPT_FLAGS subset */
+	uint32_t kn_sfflags;     /* fflags given by the last change */
+	uint16_t kn_status;
+	bool kn_queued; /* on kq_ready (kq_lock) */
+	uint8_t kn_pad;
+	uint32_t kn_gen;  /* incarnation, bumped on every attach */
+	int64_t kn_data;  /* accumulated data: expirations, signal count */
+	union {
+		struct {
+			int64_t deadline; /* CLOCK_MONOTONIC ns */
+			int64_t period;   /* ns, 0 for a oneshot/absolute timer */
+			uint32_t heapidx; /* index in kq_timers, UINT32_MAX if none */
+		} tm;
+		struct {
+			uint32_t triggered;
+		} user;
+		struct kq_fdent *fe; /* fd knotes: their table entry */
+	} kn_u;
+};
+
+/*
+ * The contract between kevent() and a filter.  Every hook runs with the
+ * knote's lock held (see struct knote).  Errors are 0 / -errno.
+ */
+struct filterops {
+	/* Checks a change's fflags/data before anything is touched. */
+	int (*f_validate)(const struct kevent *kev);
+	/* A new knote: set up its source (timer, signal mask...). */
+	int (*f_attach)(struct kq *kq, struct knote *kn);
+	/* The knote goes away: undo f_attach. */
+	void (*f_detach)(struct kq *kq, struct knote *kn);
+	/*
+	 * EV_ADD on an existing knote, after kn_sdata/kn_sfflags were updated
+	 * from the change (NULL: nothing more to do).  Returns 0 / -errno.
+	 */
+	int (*f_touch)(struct kq *kq, struct knote *kn, const struct kevent *kev);
+	/*
+	 * Is the knote's condition true?  Fills out->data, out->fflags and
+	 * EV_EOF in out->flags.  Called at delivery time.
+	 */
+	bool (*f_event)(struct kq *kq, struct knote *kn, struct kevent *out);
+	/* After delivery: reset state for EV_CLEAR (NULL: nothing). */
+	void (*f_clear)(struct kq *kq, struct knote *kn);
+};
+
+extern const struct filterops kq__user_ops;
+extern const struct filterops kq__timer_ops;
+extern const struct filterops kq__signal_ops;
+
+/* An fd's registrations: at most one READ and one WRITE knote. */
+enum { FE_READ = 0, FE_WRITE = 1, FE_NKN = 2 };
+
+enum kq_ftype {
+	FT_UNKNOWN = 0,
+	FT_STREAM,  /* connected stream socket */
+	FT_LISTEN,  /* listening socket */
+	FT_DGRAM,   /* datagram / seqpacket socket */
+	FT_PIPE,    /* pipe or FIFO */
+	FT_TTY,     /* character device that answers FIONREAD */
+	FT_REGULAR, /* regular file or directory: not pollable by epoll */
+	FT_OTHER,   /* eventfd, epoll, kqueue...: trust epoll, data 0 */
+};
+
+struct kq_fdent {
+	pthread_mutex_t fe_lock;
+	int fe_fd;           /* constant: the index of this entry */
+	uint32_t fe_gen;     /* fe_lock; bumped when close() removes the fd */
+	uint32_t fe_regmask; /* fe_lock; events registered in epoll */
+	bool fe_inepoll;     /* fe_lock; registered in epoll */
+	bool fe_armed;       /* fe_lock; false once an EPOLLONESHOT fired */
+	uint8_t fe_type;     /* fe_lock; enum kq_ftype, found at first attach */
+	bool fe_eof;         /* fe_lock; sticky hang-up seen from epoll */
+	struct knote fe_kn[FE_NKN];
+};
+
+struct kq_fdtable;
+
+/* Per-kqueue state.  See docs/design.md for the lock order. */
+struct kq {
+	int kq_fd;     /* the user's number: the epoll fd */
+	int kq_epfd;   /* private dup of kq_fd, used by every call */
+	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
+	int kq_timerfd;
+	int kq_sigfd; /* signalfd, -1 until a signal is registered */
+	unsigned kq_flags;
+	int kq_live_slot; /* index in the live list (kqueue.c) */
+	atomic_int kq_refs;  /* kevent() calls in flight + 1 for the table */
+	atomic_bool kq_dead; /* close() was called */
+
+	pthread_mutex_t kq_lock;
+	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
+	atomic_int kq_nready;            /* length of the ready queue */
+	atomic_bool kq_wake_pending;     /* an eventfd wake is in flight */
+
+	/* kq_lock: hash of knotes whose ident is not an fd */
+	struct knote **kq_hash;
+	uint32_t kq_hmask, kq_hcount;
+
+	/* kq_lock: timers */
+	struct knote **kq_timers;
+	uint32_t kq_ntimers, kq_timercap;
+	int64_t kq_timer_armed; /* deadline the timerfd is set to, 0 = none */
+
+	/* kq_lock: signals */
+	uint64_t kq_sigmask;       /* bit n-1 for signal n */
+	uint32_t kq_signals[65];   /* registrations per signal */
+
+	/* kq_lock: knote slab */
+	struct knote *kq_free;
+	void **kq_slabs;
+	uint32_t kq_nslabs;
+
+	struct kq_fdtable *kq_fdt; /* lock-free reads, see fdtable.c */
+};
+
+/* kqueue.c */
+struct kq *kq__get(int fd);          /* takes a reference, NULL: EBADF */
+void kq__put(struct kq *kq);
+bool kq__is_kqueue_fd(int fd);
+void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready */
+int kq__close_kqueue(int fd);        /* 1 if fd was a kqueue (now closed) */
+void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
+
+/* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */
+void kq__enqueue(struct kq *kq, struct knote *kn);
+void kq__dequeue(struct kq *kq, struct knote *kn);
+struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident);
+int kq__hash_insert(struct kq *kq, struct knote *kn);
+void kq__hash_remove(struct kq *kq, struct knote *kn);
+struct knote *kq__knote_alloc(struct kq *kq);
+void kq__knote_free(struct kq *kq, struct knote *kn);
+void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
+void kq__knote_copyout(const struct knote *kn, struct kevent *out);
+void kq__activate(struct kq *kq, struct knote *kn);
+void kq__knote_free_all(struct kq *kq);
+
+/* fdtable.c */
+int kq__fdt_init(struct kq *kq);
+void kq__fdt_destroy(struct kq *kq);
+struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd); /* NULL if never used */
+struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
+void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
+
+/* filt_fd.c: EVFILT_READ / EVFILT_WRITE */
+int kq__fd_change(struct kq *kq, const struct kevent *kev);
+int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents,
+		       struct kevent *out, int room);
+int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
+void kq__fd_close(struct kq *kq, int fd);
+
+/* kevent.c: shared by the non-fd filters */
+int kq__generic_change(struct kq *kq, const struct kevent *kev,
+		       const struct filterops *fop);
+int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out);
+
+/* filt_timer.c / filt_signal.c: backend events */
+void kq__timer_expire(struct kq *kq);
+void kq__signal_read(struct kq *kq);
+
+/* timerheap.c (kq_lock held) */
+int kq__theap_insert(struct kq *kq, struct knote *kn);
+void kq__theap_remove(struct kq *kq, struct knote *kn);
+void kq__theap_fix(struct kq *kq, struct knote *kn);
+struct knote *kq__theap_min(struct kq *kq);
+int64_t kq__now_ns(void);
+
+/* os_epoll.c: the only file that talks to epoll */
+#define KQ_TAG_SHIFT 62
+#define KQ_TAG_FD 0ULL
+#define KQ_TAG_WAKE 1ULL
+#define KQ_TAG_TIMER 2ULL
+#define KQ_TAG_SIGNAL 3ULL
+int kq__ep_create(void);
+int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
+uint64_t kq__ep_data_fd(int fd, uint32_t gen);
+
+/* fdhook.c */
+int kq__sys_close(int fd);
+
+/* Fault switches for the stress tests (BATON_TEST_HOOKS builds only). */
+#ifdef BATON_TEST_HOOKS
+extern int kq__break_mask;
+#define KQ_BROKEN(n) (kq__break_mask & (1 << (n)))
+#else
+#define KQ_BROKEN(n) 0
+#endif
+#define KQ_BREAK_I1 1
+#define KQ_BREAK_I2 2
+#define KQ_BREAK_I3 3
+#define KQ_BREAK_I4 4
+#define KQ_BREAK_I5 5
+
+#endif

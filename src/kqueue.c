@@ -1,0 +1,336 @@
+/*
+ * The kqueue object: creation, the process-wide fd -> kqueue table, close
+ * and fork.
+ *
+ * A struct kq is type-stable: once allocated it is never given back to
+ * malloc, only recycled for a later kqueue.  That lets kq__get() find a
+ * kqueue without a global lock: it takes a reference and then checks that
+ * the table still maps the fd to it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "kq_private.h"
+
+#ifdef BATON_TEST_HOOKS
+int kq__break_mask;
+#endif
+
+/* fd -> kq, two levels so memory follows the fds used, not the limit */
+#define KT_CHUNK 1024
+#define KT_TOP 4096 /* 4M fds */
+static _Atomic(struct kq *) *_Atomic kt_top[KT_TOP];
+
+static pthread_mutex_t kq_global = PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kt chunk creation, atfork */
+static struct kq *kq_freelist; /* kq_global; recycled structs, linked via kq_fdt */
+static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Live kqueues in a compact array, so that close() of any fd visits only
+ * them.  Slots are claimed with CAS; kq_live_hi only grows.
+ */
+#define KQ_LIVE_MAX 4096
+static _Atomic(struct kq *) kq_live[KQ_LIVE_MAX];
+static atomic_int kq_live_hi;
+
+static int live_add(struct kq *kq)
+{
+	for (int i = 0; i < KQ_LIVE_MAX; i++) {
+		struct kq *expect = NULL;
+		if (atomic_compare_exchange_strong(&kq_live[i], &expect, kq)) {
+			int hi = atomic_load(&kq_live_hi);
+			while (hi < i + 1 && !atomic_compare_exchange_weak(&kq_live_hi, &hi, i + 1))
+				;
+			kq->kq_live_slot = i;
+			return 0;
+		}
+	}
+	return -EMFILE;
+}
+
+static void live_remove(struct kq *kq)
+{
+	if (kq->kq_live_slot >= 0)
+		atomic_store(&kq_live[kq->kq_live_slot], NULL);
+	kq->kq_live_slot = -1;
+}
+
+static _Atomic(struct kq *) *kt_slot(int fd, bool create)
+{
+	if (fd < 0 || fd >= KT_TOP * KT_CHUNK)
+		return NULL;
+	_Atomic(struct kq *) *chunk = atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
+	if (!chunk && create) {
+		pthread_mutex_lock(&kq_global);
+		chunk = atomic_load(&kt_top[fd / KT_CHUNK]);
+		if (!chunk) {
+			chunk = calloc(KT_CHUNK, sizeof(*chunk));
+			if (chunk)
+				atomic_store_explicit(&kt_top[fd / KT_CHUNK], chunk, memory_order_release);
+		}
+		pthread_mutex_unlock(&kq_global);
+	}
+	return chunk ? &chunk[fd % KT_CHUNK] : NULL;
+}
+
+struct kq *kq__get(int fd)
+{
+	_Atomic(struct kq *) *slot = kt_slot(fd, false);
+	struct kq *kq = slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+	if (!kq)
+		return NULL;
+	atomic_fetch_add(&kq->kq_refs, 1);
+	if (atomic_load(slot) != kq || atomic_load(&kq->kq_dead)) {
+		kq__put(kq);
+		return NULL;
+	}
+	return kq;
+}
+
+bool kq__is_kqueue_fd(int fd)
+{
+	_Atomic(struct kq *) *slot = kt_slot(fd, false);
+	return slot && atomic_load(slot) != NULL;
+}
+
+static void close_if(int *fd)
+{
+	if (*fd >= 0)
+		kq__sys_close(*fd);
+	*fd = -1;
+}
+
+/* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
+static void kq_release(struct kq *kq)
+{
+	close_if(&kq->kq_epfd);
+	close_if(&kq->kq_wakefd);
+	close_if(&kq->kq_timerfd);
+	close_if(&kq->kq_sigfd);
+	kq__knote_free_all(kq);
+	kq__fdt_destroy(kq);
+	free(kq->kq_hash);
+	free(kq->kq_timers);
+	kq->kq_hash = NULL;
+	kq->kq_timers = NULL;
+	pthread_mutex_destroy(&kq->kq_lock);
+}
+
+void kq__put(struct kq *kq)
+{
+	if (atomic_fetch_sub(&kq->kq_refs, 1) != 1)
+		return;
+	/*
+	 * Zero refs: either the kqueue was closed and this was the last call
+	 * in flight, or a late kq__get() on a recycled struct backed out.
+	 * Only a dead, not yet released kqueue is released.
+	 */
+	pthread_mutex_lock(&kq_global);
+	if (atomic_load(&kq->kq_dead) && kq->kq_epfd >= 0 && atomic_load(&kq->kq_refs) == 0) {
+		kq_release(kq);
+		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
+		kq_freelist = kq;
+	}
+	pthread_mutex_unlock(&kq_global);
+}
+
+void kq__wake(struct kq *kq)
+{
+	if (KQ_BROKEN(KQ_BREAK_I3))
+		return;
+	if (atomic_exchange(&kq->kq_wake_pending, true))
+		return;
+	uint64_t one = 1;
+	/* EAGAIN means the counter is huge: a wake is pending anyway. */
+	(void)!write(kq->kq_wakefd, &one, sizeof(one));
+}
+
+static void kq_child_atfork(void);
+static void kq_prepare_atfork(void) { pthread_mutex_lock(&kq_global); }
+static void kq_parent_atfork(void) { pthread_mutex_unlock(&kq_global); }
+
+static void kq_init_once(void)
+{
+#ifdef BATON_TEST_HOOKS
+	const char *b = getenv("BATON_BREAK");
+	for (; b && *b; b++)
+		if (b[0] == 'I' && b[1] >= '1' && b[1] <= '5')
+			kq__break_mask |= 1 << (b[1] - '0');
+#endif
+	pthread_atfork(kq_prepare_atfork, kq_parent_atfork, kq_child_atfork);
+}
+
+static struct kq *kq_alloc(void)
+{
+	pthread_mutex_lock(&kq_global);
+	struct kq *kq = kq_freelist;
+	if (kq)
+		kq_freelist = (struct kq *)kq->kq_fdt;
+	pthread_mutex_unlock(&kq_global);
+	if (!kq) {
+		kq = calloc(1, sizeof(*kq));
+		if (!kq)
+			return NULL;
+	} else {
+		/* Keep kq_refs: a late kq__get() may hold a transient ref. */
+		int refs = atomic_load(&kq->kq_refs);
+		memset(kq, 0, sizeof(*kq));
+		atomic_store(&kq->kq_refs, refs);
+	}
+	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = -1;
+	kq->kq_live_slot = -1;
+	return kq;
+}
+
+static int kq_create(unsigned flags)
+{
+	pthread_once(&kq_once, kq_init_once);
+	if (flags & ~(unsigned)(KQUEUE_CLOEXEC | KQUEUE_CPONFORK))
+		return -EINVAL;
+	if (flags & KQUEUE_CPONFORK)
+		return -EOPNOTSUPP; /* see docs/design.md: not yet */
+	struct kq *kq = kq_alloc();
+	if (!kq)
+		return -ENOMEM;
+	int err = -ENOMEM;
+	pthread_mutex_init(&kq->kq_lock, NULL);
+	kq->kq_flags = flags;
+	kq->kq_fd = kq__ep_create();
+	if (kq->kq_fd < 0) {
+		err = kq->kq_fd;
+		kq->kq_fd = -1;
+		goto fail;
+	}
+	if (!(flags & KQUEUE_CLOEXEC) && fcntl(kq->kq_fd, F_SETFD, 0) < 0)
+		goto fail_errno;
+	/* The private number stays valid while calls are in flight, even
+	 * after the user's number was closed and reused. */
+	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
+	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
+		goto fail_errno;
+	/* Edge-triggered: one write wakes one waiter, nobody has to read. */
+	err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
+			 KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	if (!err)
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
+				 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+	if (!err)
+		err = kq__fdt_init(kq);
+	if (!err)
+		err = live_add(kq);
+	if (err)
+		goto fail;
+	_Atomic(struct kq *) *slot = kt_slot(kq->kq_fd, true);
+	if (!slot)
+		goto fail; /* -ENOMEM */
+	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
+	atomic_store_explicit(slot, kq, memory_order_release);
+	return kq->kq_fd;
+
+fail_errno:
+	err = -errno;
+fail:
+	live_remove(kq);
+	close_if(&kq->kq_fd);
+	atomic_store(&kq->kq_dead, true);
+	kq_release(kq);
+	pthread_mutex_lock(&kq_global);
+	kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
+	kq_freelist = kq;
+	pthread_mutex_unlock(&kq_global);
+	return err;
+}
+
+/* close(kqfd): wake every waiter (they return EBADF), then let go. */
+int kq__close_kqueue(int fd)
+{
+	_Atomic(struct kq *) *slot = kt_slot(fd, false);
+	struct kq *kq = slot ? atomic_exchange(slot, NULL) : NULL;
+	if (!kq)
+		return 0;
+	atomic_store(&kq->kq_dead, true);
+	live_remove(kq);
+	/* Level-triggered and never read: every epoll_wait returns now. */
+	uint64_t one = 1;
+	(void)!write(kq->kq_wakefd, &one, sizeof(one));
+	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, kq->kq_wakefd, EPOLLIN, KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	kq__put(kq);
+	return 1;
+}
+
+/*
+ * In the child only the forking thread exists and no lock can be trusted:
+ * close every kqueue's descriptors and drop its memory without locking.
+ */
+static void kq_child_atfork(void)
+{
+	for (int t = 0; t < KT_TOP; t++) {
+		_Atomic(struct kq *) *chunk = atomic_load(&kt_top[t]);
+		if (!chunk)
+			continue;
+		for (int i = 0; i < KT_CHUNK; i++) {
+			struct kq *kq = atomic_exchange(&chunk[i], NULL);
+			if (!kq)
+				continue;
+			atomic_store(&kq->kq_dead, true);
+			live_remove(kq);
+			close_if(&kq->kq_fd);
+			pthread_mutex_init(&kq->kq_lock, NULL);
+			kq_release(kq);
+			atomic_store(&kq->kq_refs, 0);
+			kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
+			kq_freelist = kq;
+		}
+	}
+	pthread_mutex_unlock(&kq_global);
+}
+
+/* Calls fn for every live kqueue (the close hooks). */
+void kq__foreach(void (*fn)(struct kq *, void *), void *arg)
+{
+	int hi = atomic_load_explicit(&kq_live_hi, memory_order_acquire);
+	for (int i = 0; i < hi; i++) {
+		struct kq *kq = atomic_load_explicit(&kq_live[i], memory_order_acquire);
+		if (!kq)
+			continue;
+		atomic_fetch_add(&kq->kq_refs, 1);
+		if (atomic_load(&kq_live[i]) == kq && !atomic_load(&kq->kq_dead))
+			fn(kq, arg);
+		kq__put(kq);
+	}
+}
+
+static int api_result(int r)
+{
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return r;
+}
+
+__attribute__((visibility("default"))) int kqueue(void)
+{
+	return api_result(kq_create(0));
+}
+
+__attribute__((visibility("default"))) int kqueuex(unsigned int flags)
+{
+	return api_result(kq_create(flags));
+}
+
+__attribute__((visibility("default"))) int kqueue1(int flags)
+{
+	if (flags & ~O_CLOEXEC)
+		return api_result(-EINVAL);
+	return api_result(kq_create(flags & O_CLOEXEC ? KQUEUE_CLOEXEC : 0));
+}

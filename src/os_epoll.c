@@ -1,0 +1,43 @@
+/*
+ * The backend: the only file that talks to epoll.
+ *
+ * Linux quirks this file and its callers work around:
+ * - epoll keys a registration by (open file, fd number) and keeps it while any
+ *   dup of the file is open, so close() alone does not remove it: the close
+ *   hooks (fdhook.c) remove registrations before the real close, and every
+ *   registration carries a generation so a stale event is recognised.
+ * - EPOLLERR and EPOLLHUP are reported even when not asked for: a registration
+ *   nobody wants is deleted, not modified to 0.
+ * - Regular files and directories cannot be registered (EPERM): their knotes
+ *   are served from the ready queue (filt_fd.c).
+ * - An EPOLLONESHOT registration is disarmed, not removed, after it fires:
+ *   re-arming is EPOLL_CTL_MOD.
+ */
+#include <errno.h>
+#include <sys/epoll.h>
+
+#include "kq_private.h"
+
+int kq__ep_create(void)
+{
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event ev = {.events = events, .data.u64 = data};
+	return epoll_ctl(epfd, op, fd, &ev) < 0 ? -errno : 0;
+}
+
+int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms)
+{
+	int n = epoll_wait(epfd, evbuf, max, timeout_ms);
+	return n < 0 ? -errno : n;
+}
+
+/* fd in the low 32 bits, generation above, tag in the top two. */
+uint64_t kq__ep_data_fd(int fd, uint32_t gen)
+{
+	return (KQ_TAG_FD << KQ_TAG_SHIFT) | ((uint64_t)(gen & 0x3fffffffu) << 32) | (uint32_t)fd;
+}
