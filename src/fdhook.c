@@ -45,11 +45,8 @@ static void range_fd_cb(struct kq *kq, struct kq_fdent *fe, void *arg)
 
 static void range_kq_cb(struct kq *kq, void *arg)
 {
-	struct range *r = arg;
-	if ((unsigned)kq->kq_fd >= r->first && (unsigned)kq->kq_fd <= r->last)
-		kq__close_kqueue(kq->kq_fd);
-	else if (!KQ_BROKEN(KQ_BREAK_I4))
-		kq__fdt_foreach(kq, range_fd_cb, r);
+	if (!KQ_BROKEN(KQ_BREAK_I4))
+		kq__fdt_foreach(kq, range_fd_cb, arg);
 }
 
 __attribute__((visibility("default"))) int close(int fd)
@@ -82,6 +79,7 @@ __attribute__((visibility("default"))) int close_range(unsigned int first, unsig
 {
 	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
 		struct range r = {first, last};
+		kq__close_kqueue_range(first, last);
 		kq__foreach(range_kq_cb, &r);
 	}
 	return (int)syscall(SYS_close_range, first, last, flags);

@@ -71,8 +71,12 @@ static uint32_t fe_desired(const struct kq_fdent *fe)
 	return mask;
 }
 
-/* Makes the epoll registration match the knotes (fe_lock held). */
-static int fe_sync(struct kq *kq, struct kq_fdent *fe)
+/*
+ * Makes the epoll registration match the knotes (fe_lock held).  force: re-arm
+ * even if nothing changed, so the kernel re-checks readiness now (a re-added
+ * knote on an edge registration would otherwise wait for the next edge).
+ */
+static int fe_sync_force(struct kq *kq, struct kq_fdent *fe, bool force)
 {
 	if (fe->fe_type == FT_REGULAR)
 		return 0;
@@ -91,7 +95,7 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
 		if (err == -EEXIST) /* a stale registration of a dup'd file */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-	} else if (!fe->fe_armed || want != fe->fe_regmask) {
+	} else if (!fe->fe_armed || want != fe->fe_regmask || (force && (want & EPOLLET))) {
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 		if (err == -ENOENT) /* the file went away behind our back */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
@@ -104,6 +108,11 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		fe->fe_regmask = want;
 	}
 	return err;
+}
+
+static int fe_sync(struct kq *kq, struct kq_fdent *fe)
+{
+	return fe_sync_force(kq, fe, false);
 }
 
 static uint8_t probe_type(int fd)
@@ -328,7 +337,7 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	    ((kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR))
 		fd_queue(kq, kn);
 sync:
-	err = fe_sync(kq, fe);
+	err = fe_sync_force(kq, fe, exists && (kev->flags & EV_ADD));
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
 		fe->fe_type = FT_REGULAR;

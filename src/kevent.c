@@ -158,14 +158,19 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 }
 
 /* Takes up to room knotes off the ready queue into out. */
-static int drain(struct kq *kq, struct kevent *out, int room)
+static int drain(struct kq *kq, struct kevent *out, int room, int limit)
 {
 	struct knote *fdkn[KQ_EVBUF];
 	int n = 0, nfd = 0;
 	if (room > KQ_EVBUF)
 		room = KQ_EVBUF;
 	pthread_mutex_lock(&kq->kq_lock);
-	while (n + nfd < room && kq->kq_head) {
+	/* Only what was queued when we started: a level knote requeued at the
+	 * tail comes back in a later call, not twice in this one. */
+	int budget = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
+	if (budget > limit)
+		budget = limit;
+	while (n + nfd < room && kq->kq_head && budget-- > 0) {
 		struct knote *kn = kq->kq_head;
 		kq__dequeue(kq, kn);
 		if (kn->kn_filter == EVFILT_READ || kn->kn_filter == EVFILT_WRITE)
@@ -237,7 +242,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 			int r = kq__ep_wait(kq->kq_epfd, evbuf, KQ_EVBUF, 0);
 			if (r > 0)
 				dispatch(kq, evbuf, r, out, 0);
-			n = drain(kq, out, nevents);
+			n = drain(kq, out, nevents, INT32_MAX);
 			if (n > 0)
 				break;
 		}
@@ -248,15 +253,17 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 			return r; /* -EINTR */
 		if (atomic_load(&kq->kq_dead))
 			return -EBADF;
+		/* What dispatch() requeues after delivering it (a level knote kept
+		 * level by hand) must not come back twice in this call. */
+		int queued = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
 		n = dispatch(kq, evbuf, r, out, nevents);
+		if (n == 0)
+			queued = INT32_MAX; /* e.g. timers that just expired */
 		if (n < nevents && atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
-			n += drain(kq, out + n, nevents - n);
+			n += drain(kq, out + n, nevents - n, queued);
 		if (n > 0 || ms == 0)
 			break;
 	}
-	/* Leftovers stay visible to other waiters and to poll() on the kqueue. */
-	if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
-		kq__wake(kq);
 	return n;
 }
 
@@ -271,6 +278,7 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
 	if (!kq)
 		return -EBADF;
 	int r = 0, nerr = 0;
+	kq__defer_wake = nevents > 0;
 	if ((nchanges > 0 && !changes) || (nevents > 0 && !events)) {
 		r = -EFAULT;
 		goto out;
@@ -296,6 +304,12 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
 	else if (nevents > 0)
 		r = scan(kq, events, nevents, ts);
 out:
+	if (kq__defer_wake) {
+		/* Leftovers stay visible to other waiters and to poll(). */
+		kq__defer_wake = false;
+		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
+			kq__wake(kq);
+	}
 	kq__put(kq);
 	return r;
 }

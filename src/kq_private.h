@@ -125,7 +125,8 @@ struct kq {
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	unsigned kq_flags;
 	int kq_live_slot; /* index in the live list (kqueue.c) */
-	atomic_int kq_refs;  /* kevent() calls in flight + 1 for the table */
+	atomic_int kq_refs;  /* kevent() calls in flight + 1 per table name */
+	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead; /* close() was called */
 
 	pthread_mutex_t kq_lock;
@@ -159,7 +160,9 @@ struct kq *kq__get(int fd);          /* takes a reference, NULL: EBADF */
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready */
+extern _Thread_local bool kq__defer_wake;
 int kq__close_kqueue(int fd);        /* 1 if fd was a kqueue (now closed) */
+void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 
 /* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */

@@ -7,8 +7,12 @@
  * kqueue without a global lock: it takes a reference and then checks that
  * the table still maps the fd to it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,11 +84,41 @@ static _Atomic(struct kq *) *kt_slot(int fd, bool create)
 	return chunk ? &chunk[fd % KT_CHUNK] : NULL;
 }
 
+static bool same_file(int a, int b)
+{
+	pid_t me = getpid();
+	return syscall(SYS_kcmp, me, me, KCMP_FILE, a, b) == 0;
+}
+
+/*
+ * fd is not a number we handed out: it may be a dup (dup(), F_DUPFD) of a
+ * kqueue.  Slow path, taken only for numbers the table does not know.
+ */
+static struct kq *kq_adopt(int fd, _Atomic(struct kq *) **slotp)
+{
+	int hi = atomic_load(&kq_live_hi);
+	for (int i = 0; i < hi; i++) {
+		struct kq *kq = atomic_load(&kq_live[i]);
+		if (!kq || atomic_load(&kq->kq_dead) || !same_file(fd, kq->kq_epfd))
+			continue;
+		_Atomic(struct kq *) *slot = kt_slot(fd, true);
+		struct kq *expect = NULL;
+		atomic_fetch_add(&kq->kq_refs, 1); /* the new name's reference */
+		if (slot && atomic_compare_exchange_strong(slot, &expect, kq)) {
+			atomic_fetch_add(&kq->kq_names, 1);
+			*slotp = slot;
+			return kq;
+		}
+		kq__put(kq);
+	}
+	return NULL;
+}
+
 struct kq *kq__get(int fd)
 {
 	_Atomic(struct kq *) *slot = kt_slot(fd, false);
 	struct kq *kq = slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
-	if (!kq)
+	if (!kq && (fd < 0 || !(kq = kq_adopt(fd, &slot))))
 		return NULL;
 	atomic_fetch_add(&kq->kq_refs, 1);
 	if (atomic_load(slot) != kq || atomic_load(&kq->kq_dead)) {
@@ -141,9 +175,17 @@ void kq__put(struct kq *kq)
 	pthread_mutex_unlock(&kq_global);
 }
 
+/*
+ * Set while a kevent() call that will collect events runs: wake-ups are
+ * deferred to its end (kq__wake_flush), since this thread looks at the
+ * queue itself; a wake it did not need would also leave the kqueue fd
+ * spuriously readable to poll() and to an outer kqueue.
+ */
+_Thread_local bool kq__defer_wake;
+
 void kq__wake(struct kq *kq)
 {
-	if (KQ_BROKEN(KQ_BREAK_I3))
+	if (KQ_BROKEN(KQ_BREAK_I3) || kq__defer_wake)
 		return;
 	if (atomic_exchange(&kq->kq_wake_pending, true))
 		return;
@@ -233,6 +275,7 @@ static int kq_create(unsigned flags)
 	if (!slot)
 		goto fail; /* -ENOMEM */
 	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
+	atomic_store(&kq->kq_names, 1);
 	atomic_store_explicit(slot, kq, memory_order_release);
 	return kq->kq_fd;
 
@@ -250,13 +293,42 @@ fail:
 	return err;
 }
 
-/* close(kqfd): wake every waiter (they return EBADF), then let go. */
+/* Does a number other than fd (and our own dup) still name kq's file? */
+static bool other_name_exists(struct kq *kq, int fd)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		int n = atoi(de->d_name);
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || n == fd || n == kq->kq_epfd ||
+		    n == dirfd(d))
+			continue;
+		found = same_file(n, kq->kq_epfd);
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * close(fd) of a kqueue number.  If another number (a dup) still names the
+ * kqueue, only this name goes.  Otherwise every waiter is woken (they
+ * return EBADF) and the kqueue is freed when the last call leaves.
+ */
 int kq__close_kqueue(int fd)
 {
 	_Atomic(struct kq *) *slot = kt_slot(fd, false);
 	struct kq *kq = slot ? atomic_exchange(slot, NULL) : NULL;
 	if (!kq)
 		return 0;
+	if (atomic_fetch_sub(&kq->kq_names, 1) > 1 || other_name_exists(kq, fd)) {
+		if (kq->kq_fd == fd)
+			kq->kq_fd = -1;
+		kq__put(kq);
+		return 1;
+	}
 	atomic_store(&kq->kq_dead, true);
 	live_remove(kq);
 	/* Level-triggered and never read: every epoll_wait returns now. */
@@ -267,31 +339,62 @@ int kq__close_kqueue(int fd)
 	return 1;
 }
 
+/* Closes every number that names kq's file, but our own dup. */
+static void close_all_names(struct kq *kq)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int n = atoi(de->d_name);
+		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && n != kq->kq_epfd &&
+		    n != dirfd(d) && same_file(n, kq->kq_epfd))
+			kq__sys_close(n);
+	}
+	closedir(d);
+}
+
 /*
  * In the child only the forking thread exists and no lock can be trusted:
- * close every kqueue's descriptors and drop its memory without locking.
+ * close every kqueue's numbers and descriptors and drop its memory without
+ * locking.
  */
 static void kq_child_atfork(void)
 {
+	int hi = atomic_load(&kq_live_hi);
+	for (int i = 0; i < hi; i++) {
+		struct kq *kq = atomic_load(&kq_live[i]);
+		if (!kq)
+			continue;
+		atomic_store(&kq->kq_dead, true);
+		live_remove(kq);
+		close_all_names(kq);
+		pthread_mutex_init(&kq->kq_lock, NULL);
+		kq_release(kq);
+		atomic_store(&kq->kq_refs, 0);
+		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
+		kq_freelist = kq;
+	}
 	for (int t = 0; t < KT_TOP; t++) {
 		_Atomic(struct kq *) *chunk = atomic_load(&kt_top[t]);
-		if (!chunk)
-			continue;
-		for (int i = 0; i < KT_CHUNK; i++) {
-			struct kq *kq = atomic_exchange(&chunk[i], NULL);
-			if (!kq)
-				continue;
-			atomic_store(&kq->kq_dead, true);
-			live_remove(kq);
-			close_if(&kq->kq_fd);
-			pthread_mutex_init(&kq->kq_lock, NULL);
-			kq_release(kq);
-			atomic_store(&kq->kq_refs, 0);
-			kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
-			kq_freelist = kq;
-		}
+		for (int i = 0; chunk && i < KT_CHUNK; i++)
+			atomic_store(&chunk[i], NULL);
 	}
 	pthread_mutex_unlock(&kq_global);
+}
+
+/* close_range(): the kqueues whose numbers fall in [first, last]. */
+void kq__close_kqueue_range(unsigned first, unsigned last)
+{
+	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
+		_Atomic(struct kq *) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
+			unsigned fd = t * KT_CHUNK + i;
+			if (fd >= first && fd <= last && atomic_load(&chunk[i]))
+				kq__close_kqueue((int)fd);
+		}
+	}
 }
 
 /* Calls fn for every live kqueue (the close hooks). */
