@@ -92,6 +92,7 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
 				chunk[i].fe_fd = (fd / FDT_CHUNK) * FDT_CHUNK + i;
 				for (int k = 0; k < FE_NKN; k++) {
 					chunk[i].fe_kn[k].kn_u.fe = &chunk[i];
+					chunk[i].fe_kn[k].kn_isfd = true;
 					chunk[i].fe_kn[k].kn_filter = k == FE_READ ? EVFILT_READ : EVFILT_WRITE;
 				}
 			}

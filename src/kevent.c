@@ -157,30 +157,41 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 	return fop ? kq__generic_change(kq, kev, fop) : -EINVAL;
 }
 
-/* Takes up to room knotes off the ready queue into out. */
+/*
+ * Takes knotes off the ready queue into out, up to room, looking at no more
+ * than limit of them.  Keeps going while knotes turn out not to be ready,
+ * so it never stops early with work left on the queue.
+ */
 static int drain(struct kq *kq, struct kevent *out, int room, int limit)
 {
 	struct knote *fdkn[KQ_EVBUF];
-	int n = 0, nfd = 0;
+	int n = 0;
 	if (room > KQ_EVBUF)
 		room = KQ_EVBUF;
-	pthread_mutex_lock(&kq->kq_lock);
-	/* Only what was queued when we started: a level knote requeued at the
-	 * tail comes back in a later call, not twice in this one. */
-	int budget = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
-	if (budget > limit)
-		budget = limit;
-	while (n + nfd < room && kq->kq_head && budget-- > 0) {
-		struct knote *kn = kq->kq_head;
-		kq__dequeue(kq, kn);
-		if (kn->kn_filter == EVFILT_READ || kn->kn_filter == EVFILT_WRITE)
-			fdkn[nfd++] = kn; /* needs its fd lock: after kq_lock */
-		else
-			n += kq__deliver_locked(kq, kn, &out[n]);
+	while (n < room && limit > 0) {
+		int nfd = 0;
+		pthread_mutex_lock(&kq->kq_lock);
+		/* Only what was queued when we started: a level knote requeued
+		 * at the tail comes back in a later call, not twice in this one. */
+		int budget = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
+		if (budget > limit)
+			budget = limit;
+		limit = budget;
+		while (n + nfd < room && kq->kq_head && limit > 0) {
+			struct knote *kn = kq->kq_head;
+			limit--;
+			kq__dequeue(kq, kn);
+			if (kn->kn_isfd)
+				fdkn[nfd++] = kn; /* needs its fd lock: after kq_lock */
+			else
+				n += kq__deliver_locked(kq, kn, &out[n]);
+		}
+		pthread_mutex_unlock(&kq->kq_lock);
+		if (nfd == 0 && (n >= room || !limit || !atomic_load(&kq->kq_nready)))
+			break;
+		for (int i = 0; i < nfd; i++)
+			n += kq__fd_deliver_queued(kq, fdkn[i], &out[n]);
 	}
-	pthread_mutex_unlock(&kq->kq_lock);
-	for (int i = 0; i < nfd; i++)
-		n += kq__fd_deliver_queued(kq, fdkn[i], &out[n]);
 	return n;
 }
 

@@ -186,7 +186,9 @@ void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
 {
 	if (is_new) {
 		kn->kn_ident = kev->ident;
-		kn->kn_filter = kev->filter;
+		/* fd knotes keep their filter for life: it is read unlocked */
+		if (kn->kn_filter != kev->filter)
+			kn->kn_filter = kev->filter;
 	}
 	if (is_new || !(kev->flags & EV_KEEPUDATA)) {
 		kn->kn_udata = kev->udata;

@@ -43,7 +43,7 @@ struct knote {
 	uint32_t kn_sfflags;     /* fflags given by the last change */
 	uint16_t kn_status;
 	bool kn_queued; /* on kq_ready (kq_lock) */
-	uint8_t kn_pad;
+	bool kn_isfd;   /* constant: embedded in a kq_fdent */
 	uint32_t kn_gen;  /* incarnation, bumped on every attach */
 	int64_t kn_data;  /* accumulated data: expirations, signal count */
 	union {
