@@ -49,13 +49,22 @@ static bool kn_wants_kernel(const struct knote *kn)
 	return !((kn->kn_status & KN_ACTIVE) && (kn->kn_flags & KN_DISPATCHY));
 }
 
-/* The registration the knotes of fe want: events | mode bits, or 0. */
+/*
+ * The registration the knotes of fe want: events | mode bits, or 0.  An
+ * edge registration that is not oneshot keeps the bits of disabled knotes:
+ * modifying it would make the kernel report every bit again, and an EV_CLEAR
+ * sibling would see an event without new data.  Knotes enabled or re-added
+ * on it are re-checked through the ready queue instead, and edges seen while
+ * a knote is disabled are remembered (KN_PENDING) for EV_ENABLE.
+ */
 static uint32_t fe_desired(const struct kq_fdent *fe)
 {
-	uint32_t mask = 0;
+	uint32_t mask = 0, all = 0;
 	bool all_dispatch = true, edge = false;
 	for (int k = 0; k < FE_NKN; k++) {
 		const struct knote *kn = &fe->fe_kn[k];
+		if (kn->kn_status & KN_ATTACHED)
+			all |= kn_interest(kn);
 		if (!kn_wants_kernel(kn))
 			continue;
 		mask |= kn_interest(kn);
@@ -64,19 +73,19 @@ static uint32_t fe_desired(const struct kq_fdent *fe)
 	}
 	if (!mask)
 		return 0;
-	if (edge)
-		mask |= EPOLLET;
 	if (all_dispatch && !KQ_BROKEN(KQ_BREAK_I1))
-		mask |= EPOLLONESHOT;
-	return mask;
+		return mask | EPOLLONESHOT | (edge ? EPOLLET : 0);
+	return edge ? all | EPOLLET : mask;
 }
 
-/*
- * Makes the epoll registration match the knotes (fe_lock held).  force: re-arm
- * even if nothing changed, so the kernel re-checks readiness now (a re-added
- * knote on an edge registration would otherwise wait for the next edge).
- */
-static int fe_sync_force(struct kq *kq, struct kq_fdent *fe, bool force)
+/* Does fe's registration report edges only (and stay armed)? */
+static bool fe_edge(const struct kq_fdent *fe)
+{
+	return (fe->fe_regmask & (EPOLLET | EPOLLONESHOT)) == EPOLLET;
+}
+
+/* Makes the epoll registration match the knotes (fe_lock held). */
+static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
 	if (fe->fe_type == FT_REGULAR)
 		return 0;
@@ -95,7 +104,7 @@ static int fe_sync_force(struct kq *kq, struct kq_fdent *fe, bool force)
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
 		if (err == -EEXIST) /* a stale registration of a dup'd file */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-	} else if (!fe->fe_armed || want != fe->fe_regmask || (force && (want & EPOLLET))) {
+	} else if (!fe->fe_armed || want != fe->fe_regmask) {
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 		if (err == -ENOENT) /* the file went away behind our back */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
@@ -108,11 +117,6 @@ static int fe_sync_force(struct kq *kq, struct kq_fdent *fe, bool force)
 		fe->fe_regmask = want;
 	}
 	return err;
-}
-
-static int fe_sync(struct kq *kq, struct kq_fdent *fe)
-{
-	return fe_sync_force(kq, fe, false);
 }
 
 static uint8_t probe_type(int fd)
@@ -245,6 +249,8 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 /* Removes a knote (fe_lock held). */
 static void fd_detach(struct kq *kq, struct knote *kn)
 {
+	if (kn->kn_filter == EVFILT_READ)
+		kq__file_unwatch(kq, kn->kn_u.fe);
 	if (kn->kn_status & KN_ACTIVE) {
 		pthread_mutex_lock(&kq->kq_lock);
 		kq__dequeue(kq, kn);
@@ -262,17 +268,22 @@ static void fd_queue(struct kq *kq, struct knote *kn)
 	kq__wake(kq);
 }
 
-/* After a knote was copied out: oneshot, dispatch, or keep it level. */
-static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
+/*
+ * After a knote was copied out: oneshot, dispatch, or keep it level.  A
+ * level knote is requeued at the tail (and re-checked with poll() when it
+ * comes round) when the kernel will not report it again by itself (edge
+ * registration, unpollable file), or when it came off the ready queue: then
+ * its sibling may be queued too, and both must take turns (I5).
+ */
+static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, bool from_queue)
 {
+	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
 		fd_detach(kq, kn);
 	} else if (kn->kn_flags & EV_DISPATCH) {
 		kn->kn_status |= KN_DISABLED;
 	} else if (!(kn->kn_flags & EV_CLEAR) &&
-		   (fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
-		/* Level-triggered on an edge registration (or no registration):
-		 * requeue, re-checked with poll() when it comes round. */
+		   (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
 		fd_queue(kq, kn);
 	}
 }
@@ -312,7 +323,6 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		if (!exists) {
 			if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED))
 				fe->fe_type = probe_type(fd);
-			kn->kn_gen++;
 			kn->kn_status = KN_ATTACHED;
 		}
 		kq__knote_set(kn, kev, !exists);
@@ -321,6 +331,7 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		kn->kn_flags |= EV_ONESHOT;
 		kn->kn_status |= KN_FORCED;
 	}
+	bool was_disabled = kn->kn_status & KN_DISABLED;
 	if (kev->flags & EV_DISABLE) {
 		kn->kn_status |= KN_DISABLED;
 		if (kn->kn_status & KN_ACTIVE) {
@@ -332,12 +343,23 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
 		kn->kn_status &= ~KN_DISABLED;
 	}
-	/* Served from the ready queue: forced knotes and unpollable files. */
-	if (!(kn->kn_status & (KN_DISABLED | KN_ACTIVE)) &&
-	    ((kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR))
+	/*
+	 * Served from the ready queue, re-checked there: forced knotes,
+	 * unpollable files, and on an edge registration (which the change
+	 * does not modify) a re-added knote, an enabled level knote, or an
+	 * enabled EV_CLEAR knote that saw an edge while disabled.
+	 */
+	bool recheck = (kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR;
+	if (exists && fe_edge(fe)) {
+		recheck |= (kev->flags & EV_ADD) != 0;
+		recheck |= was_disabled && (!(kn->kn_flags & EV_CLEAR) || (kn->kn_status & KN_PENDING));
+	}
+	if (!(kn->kn_status & KN_DISABLED))
+		kn->kn_status &= ~KN_PENDING;
+	if (recheck && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
 sync:
-	err = fe_sync_force(kq, fe, exists && (kev->flags & EV_ADD));
+	err = fe_sync(kq, fe);
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
 		fe->fe_type = FT_REGULAR;
@@ -365,7 +387,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		return 0;
 	int n = 0;
 	pthread_mutex_lock(&fe->fe_lock);
-	if ((fe->fe_gen & 0x3fffffffu) != gen && !KQ_BROKEN(KQ_BREAK_I4))
+	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
 	if (fe->fe_regmask & EPOLLONESHOT)
 		fe->fe_armed = false;
@@ -375,9 +397,16 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 			continue;
 		if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
 			continue;
-		if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) &&
-		    !KQ_BROKEN(KQ_BREAK_I1))
+		/* A level knote comes once per call, however often epoll reports it. */
+		if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) == kq__call_token &&
+		    room > 0)
 			continue;
+		if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) &&
+		    !KQ_BROKEN(KQ_BREAK_I1)) {
+			if (fe_edge(fe))
+				kn->kn_status |= KN_PENDING;
+			continue;
+		}
 		if (n == room) {
 			fd_queue(kq, kn); /* leftover: comes back in turn (I3) */
 			continue;
@@ -385,7 +414,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		if (!fd_event(fe, kn, revents, &out[n]))
 			continue;
 		n++;
-		fd_delivered(kq, fe, kn);
+		fd_delivered(kq, fe, kn, false);
 	}
 	fe_sync(kq, fe);
 out:
@@ -411,14 +440,32 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	kn->kn_status &= ~KN_ACTIVE;
 	if (pfd.revents & POLLNVAL)
 		goto out;
+	/* A file at EOF must hear when it grows: watch it before looking. */
+	if (fe->fe_type == FT_REGULAR && kn->kn_filter == EVFILT_READ &&
+	    !(kn->kn_sfflags & NOTE_FILE_POLL))
+		kq__file_watch(kq, fe);
 	if (fd_event(fe, kn, pfd.revents, out)) {
 		n = 1;
-		fd_delivered(kq, fe, kn);
+		fd_delivered(kq, fe, kn, true);
 	}
 	fe_sync(kq, fe);
 out:
 	pthread_mutex_unlock(&fe->fe_lock);
 	return n;
+}
+
+/* A watched regular file changed: look at its READ knote again. */
+void kq__fd_file_changed(struct kq *kq, int fd)
+{
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe)
+		return;
+	pthread_mutex_lock(&fe->fe_lock);
+	struct knote *kn = &fe->fe_kn[FE_READ];
+	if (fe->fe_type == FT_REGULAR && (kn->kn_status & KN_ATTACHED) &&
+	    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+		fd_queue(kq, kn);
+	pthread_mutex_unlock(&fe->fe_lock);
 }
 
 /* close(fd) and friends: the fd's knotes go, before the real close. */

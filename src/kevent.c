@@ -79,7 +79,6 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 			goto out;
 		}
 		kq__knote_set(kn, kev, true);
-		kn->kn_gen++;
 		kn->kn_status = KN_ATTACHED | (kev->flags & EV_DISABLE ? KN_DISABLED : 0);
 		err = kq__hash_insert(kq, kn);
 		if (!err)
@@ -133,6 +132,7 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 		generic_drop(kq, kn, fop);
 		return 1;
 	}
+	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_CLEAR) {
 		kn->kn_status &= ~KN_ACTIVE;
 		if (fop->f_clear)
@@ -158,56 +158,53 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 }
 
 /*
- * Takes knotes off the ready queue into out, up to room, looking at no more
- * than limit of them.  Keeps going while knotes turn out not to be ready,
- * so it never stops early with work left on the queue.
+ * Takes knotes off the ready queue into out, up to room, each queued knote
+ * looked at once.  A knote this very call delivered and requeued (a level
+ * knote goes to the back) is passed over: it comes back in a later call, not
+ * twice in this one.  It keeps going while knotes turn out not to be ready,
+ * so it never stops early with work left.
  */
-static int drain(struct kq *kq, struct kevent *out, int room, int limit)
+static int drain(struct kq *kq, struct kevent *out, int room)
 {
 	struct knote *fdkn[KQ_EVBUF];
 	int n = 0;
+	bool more = true;
 	if (room > KQ_EVBUF)
 		room = KQ_EVBUF;
-	while (n < room && limit > 0) {
+	while (n < room && more) {
 		int nfd = 0;
 		pthread_mutex_lock(&kq->kq_lock);
-		/* Only what was queued when we started: a level knote requeued
-		 * at the tail comes back in a later call, not twice in this one. */
 		int budget = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
-		if (budget > limit)
-			budget = limit;
-		limit = budget;
-		while (n + nfd < room && kq->kq_head && limit > 0) {
+		while (n + nfd < room && (more = budget-- > 0)) {
 			struct knote *kn = kq->kq_head;
-			limit--;
 			kq__dequeue(kq, kn);
+			if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) == kq__call_token) {
+				kq__enqueue(kq, kn); /* delivered by this call: behind the rest */
+				continue;
+			}
 			if (kn->kn_isfd)
 				fdkn[nfd++] = kn; /* needs its fd lock: after kq_lock */
 			else
 				n += kq__deliver_locked(kq, kn, &out[n]);
 		}
 		pthread_mutex_unlock(&kq->kq_lock);
-		if (nfd == 0 && (n >= room || !limit || !atomic_load(&kq->kq_nready)))
-			break;
 		for (int i = 0; i < nfd; i++)
 			n += kq__fd_deliver_queued(kq, fdkn[i], &out[n]);
 	}
 	return n;
 }
 
-/* Turns epoll reports into events (room > 0) or queued knotes (room 0). */
+/*
+ * Turns epoll reports into events (room > 0) or queued knotes (room 0).
+ * Backend sources (wake, timers, signals) go first, so that the knotes they
+ * queue are ahead of anything a delivery below requeues.
+ */
 static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct kevent *out,
 		    int room)
 {
 	int n = 0;
 	for (int i = 0; i < nev; i++) {
-		uint64_t d = ev[i].data.u64;
-		switch (d >> KQ_TAG_SHIFT) {
-		case KQ_TAG_FD:
-			n += kq__fd_epoll_event(kq, (int)(uint32_t)d,
-						(uint32_t)(d >> 32) & 0x3fffffffu, ev[i].events,
-						out + n, room - n);
-			break;
+		switch (ev[i].data.u64 >> KQ_TAG_SHIFT) {
 		case KQ_TAG_WAKE:
 			atomic_store(&kq->kq_wake_pending, false);
 			break;
@@ -217,7 +214,17 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		case KQ_TAG_SIGNAL:
 			kq__signal_read(kq);
 			break;
+		case KQ_TAG_INOTIFY:
+			kq__file_changed(kq);
+			break;
 		}
+	}
+	for (int i = 0; i < nev; i++) {
+		uint64_t d = ev[i].data.u64;
+		if ((d >> KQ_TAG_SHIFT) == KQ_TAG_FD)
+			n += kq__fd_epoll_event(kq, (int)(uint32_t)d,
+						(uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
+						out + n, room - n);
 	}
 	return n;
 }
@@ -244,38 +251,54 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 {
 	struct epoll_event evbuf[KQ_EVBUF];
 	int64_t deadline = deadline_of(ts);
-	int n = 0;
+	int n = 0, spins = 0;
 	for (;;) {
 		if (atomic_load(&kq->kq_dead))
-			return -EBADF;
+			return n ? n : -EBADF;
 		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0) {
 			/* Kernel reports go behind what is already queued. */
 			int r = kq__ep_wait(kq->kq_epfd, evbuf, KQ_EVBUF, 0);
 			if (r > 0)
 				dispatch(kq, evbuf, r, out, 0);
-			n = drain(kq, out, nevents, INT32_MAX);
-			if (n > 0)
+			n += drain(kq, out + n, nevents - n);
+			if (n == nevents)
 				break;
 		}
-		int ms = wait_ms(deadline);
-		int max = nevents < KQ_EVBUF ? nevents : KQ_EVBUF;
+		/* Once something is collected, only look for more. */
+		int ms = n > 0 ? 0 : wait_ms(deadline);
+		int max = nevents - n < KQ_EVBUF ? nevents - n : KQ_EVBUF;
 		int r = kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
 		if (r < 0)
-			return r; /* -EINTR */
+			return n ? n : r; /* -EINTR */
 		if (atomic_load(&kq->kq_dead))
-			return -EBADF;
-		/* What dispatch() requeues after delivering it (a level knote kept
-		 * level by hand) must not come back twice in this call. */
-		int queued = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
-		n = dispatch(kq, evbuf, r, out, nevents);
-		if (n == 0)
-			queued = INT32_MAX; /* e.g. timers that just expired */
+			return n ? n : -EBADF;
+		n += dispatch(kq, evbuf, r, out + n, nevents - n);
 		if (n < nevents && atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
-			n += drain(kq, out + n, nevents - n, queued);
-		if (n > 0 || ms == 0)
+			n += drain(kq, out + n, nevents - n);
+		if (n == nevents)
+			break;
+		/* A full buffer may have left reports in the kernel; reports that
+		 * gave nothing (a stale wake, an expiry of a disabled timer) must
+		 * not end a poll while more may wait.  Both bounded. */
+		if (r == max && ++spins <= 8)
+			continue;
+		if (n > 0 || (ms == 0 && (r == 0 || ++spins > 8)))
 			break;
 	}
 	return n;
+}
+
+_Thread_local uint32_t kq__call_token;
+
+/* Thread number in the top 12 bits, a call counter below: never 0. */
+static uint32_t next_call_token(void)
+{
+	static atomic_uint threads;
+	static _Thread_local uint32_t me, calls;
+	if (!me)
+		me = (atomic_fetch_add(&threads, 1) % 4095 + 1) << 20;
+	calls = (calls + 1) & 0xfffff;
+	return me | calls;
 }
 
 static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
@@ -290,6 +313,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
 		return -EBADF;
 	int r = 0, nerr = 0;
 	kq__defer_wake = nevents > 0;
+	if (nevents > 0)
+		kq__call_token = next_call_token();
 	if ((nchanges > 0 && !changes) || (nevents > 0 && !events)) {
 		r = -EFAULT;
 		goto out;

@@ -21,6 +21,7 @@ struct kq_fdent;
 #define KN_DISABLED 0x02 /* EV_DISABLE, or EV_DISPATCH after delivery */
 #define KN_ACTIVE 0x04   /* on the ready queue (kq_ready), or pending while disabled */
 #define KN_FORCED 0x08   /* EV_FORCEONESHOT: deliver once more whatever the condition */
+#define KN_PENDING 0x10  /* fd knote: an edge came while it was disabled */
 
 /* Flags a knote keeps; actions are not remembered (as FreeBSD). */
 #define KN_KEPT_FLAGS                                                          \
@@ -44,7 +45,7 @@ struct knote {
 	uint16_t kn_status;
 	bool kn_queued; /* on kq_ready (kq_lock) */
 	bool kn_isfd;   /* constant: embedded in a kq_fdent */
-	uint32_t kn_gen;  /* incarnation, bumped on every attach */
+	atomic_uint kn_seen; /* token of the kevent() call that last delivered it */
 	int64_t kn_data;  /* accumulated data: expirations, signal count */
 	union {
 		struct {
@@ -110,7 +111,7 @@ struct kq_fdent {
 	bool fe_inepoll;     /* fe_lock; registered in epoll */
 	bool fe_armed;       /* fe_lock; false once an EPOLLONESHOT fired */
 	uint8_t fe_type;     /* fe_lock; enum kq_ftype, found at first attach */
-	bool fe_eof;         /* fe_lock; sticky hang-up seen from epoll */
+	bool fe_watched;     /* fe_lock; an inotify watch wakes it when the file changes */
 	struct knote fe_kn[FE_NKN];
 };
 
@@ -123,6 +124,7 @@ struct kq {
 	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
+	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
 	int kq_live_slot; /* index in the live list (kqueue.c) */
 	atomic_int kq_refs;  /* kevent() calls in flight + 1 per table name */
@@ -143,6 +145,10 @@ struct kq {
 	uint32_t kq_ntimers, kq_timercap;
 	int64_t kq_timer_armed; /* deadline the timerfd is set to, 0 = none */
 
+	/* kq_lock: regular files at EOF watched with inotify (filewatch.c) */
+	struct kq_watch *kq_watches;
+	uint32_t kq_nwatches, kq_watchcap;
+
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;       /* bit n-1 for signal n */
 	uint32_t kq_signals[65];   /* registrations per signal */
@@ -161,6 +167,7 @@ void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready */
 extern _Thread_local bool kq__defer_wake;
+extern _Thread_local uint32_t kq__call_token; /* this kevent() call, never 0 */
 int kq__close_kqueue(int fd);        /* 1 if fd was a kqueue (now closed) */
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
@@ -197,9 +204,13 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev,
 		       const struct filterops *fop);
 int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out);
 
-/* filt_timer.c / filt_signal.c: backend events */
+/* filt_timer.c / filt_signal.c / filewatch.c: backend events */
 void kq__timer_expire(struct kq *kq);
 void kq__signal_read(struct kq *kq);
+void kq__file_changed(struct kq *kq);
+int kq__file_watch(struct kq *kq, struct kq_fdent *fe);   /* fe_lock held */
+void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
+void kq__fd_file_changed(struct kq *kq, int fd);
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);
@@ -209,11 +220,13 @@ struct knote *kq__theap_min(struct kq *kq);
 int64_t kq__now_ns(void);
 
 /* os_epoll.c: the only file that talks to epoll */
-#define KQ_TAG_SHIFT 62
+#define KQ_TAG_SHIFT 61
 #define KQ_TAG_FD 0ULL
 #define KQ_TAG_WAKE 1ULL
 #define KQ_TAG_TIMER 2ULL
 #define KQ_TAG_SIGNAL 3ULL
+#define KQ_TAG_INOTIFY 4ULL
+#define KQ_GEN_MASK 0x1fffffffu /* bits of fe_gen in the epoll data */
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);

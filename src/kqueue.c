@@ -148,6 +148,10 @@ static void kq_release(struct kq *kq)
 	close_if(&kq->kq_wakefd);
 	close_if(&kq->kq_timerfd);
 	close_if(&kq->kq_sigfd);
+	close_if(&kq->kq_inofd);
+	free(kq->kq_watches);
+	kq->kq_watches = NULL;
+	kq->kq_nwatches = kq->kq_watchcap = 0;
 	kq__knote_free_all(kq);
 	kq__fdt_destroy(kq);
 	free(kq->kq_hash);
@@ -226,7 +230,7 @@ static struct kq *kq_alloc(void)
 		memset(kq, 0, sizeof(*kq));
 		atomic_store(&kq->kq_refs, refs);
 	}
-	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = -1;
+	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd = -1;
 	kq->kq_live_slot = -1;
 	return kq;
 }
