@@ -119,11 +119,12 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 	return err;
 }
 
+/* The kind of file fd names; FT_BAD if it names none. */
 static uint8_t probe_type(int fd)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return FT_OTHER;
+		return FT_BAD;
 	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
 		return FT_REGULAR;
 	if (S_ISFIFO(st.st_mode))
@@ -302,15 +303,30 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	int err = fd_validate(kev);
 	if (err)
 		return err;
-	if (kev->ident > INT32_MAX || fcntl((int)kev->ident, F_GETFD) < 0)
+	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
 	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
 	if (!fe)
-		return (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
+		return (kev->flags & EV_ADD) ? -ENOMEM : fcntl(fd, F_GETFD) < 0 ? -EBADF : -ENOENT;
 	pthread_mutex_lock(&fe->fe_lock);
 	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
 	bool exists = kn->kn_status & KN_ATTACHED;
+	/*
+	 * An fd with a knote is open: close() would have removed the knote.
+	 * Only an fd we know nothing of costs a system call to check (the
+	 * common EV_ENABLE of a dispatch round costs none).
+	 */
+	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
+		uint8_t type = (kev->flags & EV_ADD) ? probe_type(fd)
+			       : fcntl(fd, F_GETFD) < 0 ? FT_BAD : FT_UNKNOWN;
+		if (type == FT_BAD) {
+			err = -EBADF;
+			goto out;
+		}
+		if (kev->flags & EV_ADD)
+			fe->fe_type = type;
+	}
 	if (!exists && !(kev->flags & EV_ADD)) {
 		err = -ENOENT;
 		goto out;
@@ -320,11 +336,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		goto sync;
 	}
 	if (kev->flags & EV_ADD) {
-		if (!exists) {
-			if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED))
-				fe->fe_type = probe_type(fd);
+		if (!exists)
 			kn->kn_status = KN_ATTACHED;
-		}
 		kq__knote_set(kn, kev, !exists);
 	}
 	if (kev->flags & EV_FORCEONESHOT) {
@@ -389,8 +402,13 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	pthread_mutex_lock(&fe->fe_lock);
 	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
-	if (fe->fe_regmask & EPOLLONESHOT)
+	/* Only a fired oneshot or a knote whose state changed needs epoll_ctl. */
+	bool resync = false;
+	uint32_t before = fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16;
+	if (fe->fe_regmask & EPOLLONESHOT) {
 		fe->fe_armed = false;
+		resync = true;
+	}
 	for (int k = 0; k < FE_NKN; k++) {
 		struct knote *kn = &fe->fe_kn[k];
 		if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
@@ -416,7 +434,8 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		n++;
 		fd_delivered(kq, fe, kn, false);
 	}
-	fe_sync(kq, fe);
+	if (resync || before != (fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16))
+		fe_sync(kq, fe);
 out:
 	pthread_mutex_unlock(&fe->fe_lock);
 	return n;

@@ -229,17 +229,20 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 	return n;
 }
 
+/* -1: wait forever, 0: poll (neither reads the clock), else a deadline. */
 static int64_t deadline_of(const struct timespec *ts)
 {
 	if (!ts)
 		return -1;
+	if (ts->tv_sec == 0 && ts->tv_nsec == 0)
+		return 0;
 	return kq__now_ns() + ts->tv_sec * 1000000000LL + ts->tv_nsec;
 }
 
 static int wait_ms(int64_t deadline)
 {
-	if (deadline < 0)
-		return -1;
+	if (deadline <= 0)
+		return (int)deadline;
 	int64_t left = deadline - kq__now_ns();
 	if (left <= 0)
 		return 0;

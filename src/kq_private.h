@@ -101,6 +101,7 @@ enum kq_ftype {
 	FT_TTY,     /* character device that answers FIONREAD */
 	FT_REGULAR, /* regular file or directory: not pollable by epoll */
 	FT_OTHER,   /* eventfd, epoll, kqueue...: trust epoll, data 0 */
+	FT_BAD,     /* not an open fd (probe result only) */
 };
 
 struct kq_fdent {
