@@ -55,7 +55,7 @@ void kq__fdt_destroy(struct kq *kq)
 			continue;
 		for (int i = 0; i < FDT_CHUNK; i++) {
 			for (int k = 0; k < FE_NKN; k++)
-				free(chunk[i].fe_kn[k].kn_ext);
+				free(chunk[i].fe_kn[k].kn_aux);
 			pthread_mutex_destroy(&chunk[i].fe_lock);
 		}
 		free(chunk);

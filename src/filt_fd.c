@@ -29,6 +29,11 @@
 
 #define KN_DISPATCHY (EV_DISPATCH | EV_ONESHOT)
 
+static bool kn_serial(const struct knote *kn)
+{
+	return (kn->kn_flags & EV_SERIAL) && kn->kn_aux && kn->kn_aux->group;
+}
+
 static uint32_t kn_interest(const struct knote *kn)
 {
 	return kn->kn_filter == EVFILT_READ ? EPOLLIN | EPOLLRDHUP : EPOLLOUT;
@@ -45,7 +50,11 @@ static bool kn_wants_kernel(const struct knote *kn)
 		return false;
 	if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2))
 		return false;
-	/* A dispatch knote waiting on the ready queue needs no more reports. */
+	/* A dispatch knote waiting on the ready queue needs no more reports,
+	 * nor does a member of a held serial group: its release re-arms it. */
+	if ((kn->kn_flags & EV_SERIAL) && kn->kn_aux &&
+	    (atomic_load_explicit(&kn->kn_aux->gpend, memory_order_relaxed) || kq__group_held(kn)))
+		return false;
 	return !((kn->kn_status & KN_ACTIVE) && (kn->kn_flags & KN_DISPATCHY));
 }
 
@@ -68,7 +77,7 @@ static uint32_t fe_desired(const struct kq_fdent *fe)
 		if (!kn_wants_kernel(kn))
 			continue;
 		mask |= kn_interest(kn);
-		all_dispatch &= (kn->kn_flags & KN_DISPATCHY) != 0;
+		all_dispatch &= (kn->kn_flags & (KN_DISPATCHY | EV_SERIAL)) != 0;
 		edge |= kn_needs_edge(kn);
 	}
 	if (!mask)
@@ -252,6 +261,7 @@ static void fd_detach(struct kq *kq, struct knote *kn)
 {
 	if (kn->kn_filter == EVFILT_READ)
 		kq__file_unwatch(kq, kn->kn_u.fe);
+	kq__group_leave(kq, kn);
 	if (kn->kn_status & KN_ACTIVE) {
 		pthread_mutex_lock(&kq->kq_lock);
 		kq__dequeue(kq, kn);
@@ -309,6 +319,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return (kev->flags & EV_ADD) ? -ENOMEM : fcntl(fd, F_GETFD) < 0 ? -EBADF : -ENOENT;
+	struct kq_group *release = NULL;
+	uint32_t rgen = 0;
 	pthread_mutex_lock(&fe->fe_lock);
 	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
 	bool exists = kn->kn_status & KN_ATTACHED;
@@ -336,10 +348,19 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		goto sync;
 	}
 	if (kev->flags & EV_ADD) {
+		if (exists && (err = kq__group_set(kq, kn, kev, true)))
+			goto out; /* EBUSY: nothing changed */
 		if (!exists)
 			kn->kn_status = KN_ATTACHED;
 		kq__knote_set(kn, kev, !exists);
+		if (!exists && (err = kq__group_set(kq, kn, kev, true))) {
+			fd_detach(kq, kn);
+			goto out;
+		}
 	}
+	/* EV_ENABLE of a serial member releases its group, after our lock. */
+	if ((kev->flags & EV_ENABLE) && kn_serial(kn))
+		release = kq__group_of(kn, &rgen);
 	if (kev->flags & EV_FORCEONESHOT) {
 		kn->kn_flags |= EV_ONESHOT;
 		kn->kn_status |= KN_FORCED;
@@ -383,9 +404,26 @@ sync:
 		fd_detach(kq, kn); /* nothing half-applied */
 		fe_sync(kq, fe);
 	}
+	pthread_mutex_unlock(&fe->fe_lock);
+	if (release)
+		kq__group_release(kq, release, rgen);
+	return err;
 out:
 	pthread_mutex_unlock(&fe->fe_lock);
 	return err;
+}
+
+/* A member's group was released: replay it if it was parked, re-arm it. */
+void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend)
+{
+	struct kq_fdent *fe = kn->kn_u.fe;
+	pthread_mutex_lock(&fe->fe_lock);
+	if (kn->kn_aux && kn->kn_aux->group == g && (kn->kn_status & KN_ATTACHED)) {
+		if (pend && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+			fd_queue(kq, kn);
+		fe_sync(kq, fe);
+	}
+	pthread_mutex_unlock(&fe->fe_lock);
 }
 
 /*
@@ -431,6 +469,10 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		}
 		if (!fd_event(fe, kn, revents, &out[n]))
 			continue;
+		if (kn_serial(kn) && !kq__group_take(kn)) {
+			resync = true; /* parked: its group is held elsewhere */
+			continue;
+		}
 		n++;
 		fd_delivered(kq, fe, kn, false);
 	}
@@ -463,7 +505,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (fe->fe_type == FT_REGULAR && kn->kn_filter == EVFILT_READ &&
 	    !(kn->kn_sfflags & NOTE_FILE_POLL))
 		kq__file_watch(kq, fe);
-	if (fd_event(fe, kn, pfd.revents, out)) {
+	if (fd_event(fe, kn, pfd.revents, out) && (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
 		fd_delivered(kq, fe, kn, true);
 	}

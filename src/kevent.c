@@ -19,7 +19,7 @@
 
 #define KQ_KNOWN_FLAGS                                                         \
 	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT |       \
-	 EV_KEEPUDATA | EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH)
+	 EV_KEEPUDATA | EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_SERIAL)
 #define KQ_EVBUF 256
 
 static int check_flags(unsigned flags)
@@ -36,6 +36,7 @@ static int check_flags(unsigned flags)
 /* Removes a non-fd knote for good (kq_lock held). */
 static void generic_drop(struct kq *kq, struct knote *kn, const struct filterops *fop)
 {
+	kq__group_leave(kq, kn);
 	kq__dequeue(kq, kn);
 	fop->f_detach(kq, kn);
 	kq__hash_remove(kq, kn);
@@ -62,6 +63,8 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 	int err = fop->f_validate(kev);
 	if (err)
 		return err;
+	struct kq_group *release = NULL;
+	uint32_t rgen = 0;
 	pthread_mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, kev->filter, kev->ident);
 	if (!kn && !(kev->flags & EV_ADD)) {
@@ -82,13 +85,18 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		kn->kn_status = KN_ATTACHED | (kev->flags & EV_DISABLE ? KN_DISABLED : 0);
 		err = kq__hash_insert(kq, kn);
 		if (!err)
+			err = kq__group_set(kq, kn, kev, false);
+		if (!err)
 			err = fop->f_attach(kq, kn);
 		if (err) {
+			kq__group_leave(kq, kn);
 			kq__hash_remove(kq, kn);
 			kq__knote_free(kq, kn);
 			goto out;
 		}
 	} else {
+		if ((kev->flags & EV_ADD) && (err = kq__group_set(kq, kn, kev, false)))
+			goto out; /* EBUSY: nothing changed */
 		if (kev->flags & EV_ADD)
 			kq__knote_set(kn, kev, false);
 		/* Any change reaches f_touch: NOTE_TRIGGER needs no EV_ADD. */
@@ -109,9 +117,26 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		kq__enqueue(kq, kn);
 		kq__wake(kq);
 	}
+	/* EV_ENABLE of a serial member releases its group, after our lock. */
+	if ((kev->flags & EV_ENABLE) && (kn->kn_flags & EV_SERIAL))
+		release = kq__group_of(kn, &rgen);
 out:
 	pthread_mutex_unlock(&kq->kq_lock);
+	if (release)
+		kq__group_release(kq, release, rgen);
 	return err;
+}
+
+/* A member's group was released: replay it if it was parked. */
+void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend)
+{
+	pthread_mutex_lock(&kq->kq_lock);
+	if (pend && kn->kn_aux && kn->kn_aux->group == g && (kn->kn_status & KN_ACTIVE) &&
+	    !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
+		kq__enqueue(kq, kn);
+		kq__wake(kq);
+	}
+	pthread_mutex_unlock(&kq->kq_lock);
 }
 
 /*
@@ -128,6 +153,9 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 		kn->kn_status &= ~KN_ACTIVE;
 		return 0;
 	}
+	/* Held elsewhere: parked, still ACTIVE, replayed on release. */
+	if ((kn->kn_flags & EV_SERIAL) && kn->kn_aux && kn->kn_aux->group && !kq__group_take(kn))
+		return 0;
 	if (kn->kn_flags & EV_ONESHOT) {
 		generic_drop(kq, kn, fop);
 		return 1;

@@ -154,8 +154,8 @@ struct knote *kq__knote_alloc(struct kq *kq)
 
 void kq__knote_free(struct kq *kq, struct knote *kn)
 {
-	free(kn->kn_ext);
-	kn->kn_ext = NULL;
+	free(kn->kn_aux);
+	kn->kn_aux = NULL;
 	kn->kn_status = 0;
 	kn->kn_hnext = kq->kq_free;
 	kq->kq_free = kn;
@@ -166,7 +166,7 @@ void kq__knote_free_all(struct kq *kq)
 	/* ext blocks of live hashed knotes; fd knotes free theirs in fdtable.c */
 	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++)
 		for (struct knote *kn = kq->kq_hash[i]; kn; kn = kn->kn_hnext)
-			free(kn->kn_ext);
+			free(kn->kn_aux);
 	for (uint32_t i = 0; i < kq->kq_nslabs; i++)
 		free(kq->kq_slabs[i]);
 	free(kq->kq_slabs);
@@ -192,10 +192,10 @@ void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
 	}
 	if (is_new || !(kev->flags & EV_KEEPUDATA)) {
 		kn->kn_udata = kev->udata;
-		if (!ext_zero(kev->ext) && (kn->kn_ext || (kn->kn_ext = malloc(4 * sizeof(uint64_t)))))
-			memcpy(kn->kn_ext, kev->ext, 4 * sizeof(uint64_t));
-		else if (kn->kn_ext)
-			memset(kn->kn_ext, 0, 4 * sizeof(uint64_t));
+		if (!ext_zero(kev->ext) && kq__aux(kn))
+			memcpy(kn->kn_aux->ext, kev->ext, sizeof(kev->ext));
+		else if (kn->kn_aux)
+			memset(kn->kn_aux->ext, 0, sizeof(kn->kn_aux->ext));
 	}
 	kn->kn_flags = kev->flags & KN_KEPT_FLAGS;
 	kn->kn_sfflags = kev->fflags;
@@ -211,8 +211,11 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
 	out->fflags = 0;
 	out->data = 0;
 	out->udata = kn->kn_udata;
-	if (kn->kn_ext)
-		memcpy(out->ext, kn->kn_ext, sizeof(out->ext));
-	else
+	if (kn->kn_aux) {
+		memcpy(out->ext, kn->kn_aux->ext, sizeof(out->ext));
+		if (kn->kn_aux->group) /* a serial knote's group id */
+			out->ext[1] = kn->kn_aux->group->g_id;
+	} else {
 		memset(out->ext, 0, sizeof(out->ext));
+	}
 }

@@ -25,7 +25,35 @@ struct kq_fdent;
 
 /* Flags a knote keeps; actions are not remembered (as FreeBSD). */
 #define KN_KEPT_FLAGS                                                          \
-	(EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA)
+	(EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
+
+struct kq_group;
+
+/*
+ * What few knotes need, kept out of struct knote so that a timer stays small:
+ * ext[] as last set (when not all zero) and serial-group membership.
+ */
+struct kn_aux {
+	uint64_t ext[4];
+	struct kq_group *group;         /* knote's lock; set/cleared with kq_glock too */
+	uint32_t group_gen;             /* group->g_gen when it joined */
+	struct knote *gnext, *gprev;    /* g_lock: the group's member list */
+	atomic_bool gpend;              /* g_lock to set; parked while the group was held */
+};
+
+/*
+ * A serial group (EV_SERIAL): at most one kevent() call holds it (G1).
+ * Type-stable like struct kq; g_gen tells a recycled group from the old one.
+ */
+struct kq_group {
+	pthread_mutex_t g_lock;
+	uint64_t g_id;          /* constant while alive; 0 for a knote's own group */
+	atomic_uint g_gen;      /* bumped when the group is created */
+	atomic_uint g_holder;   /* g_lock to change; call token of the holder, 0 free */
+	uint32_t g_nmembers;    /* g_lock */
+	struct knote *g_members; /* g_lock */
+	struct kq_group *g_hnext; /* kq_glock: hash chain, or the free list */
+};
 
 /*
  * A registered event.  Who guards what: for fd knotes (embedded in a
@@ -36,7 +64,7 @@ struct knote {
 	uintptr_t kn_ident;
 	void *kn_udata;
 	int64_t kn_sdata;  /* data given by the last change (period, lowat...) */
-	uint64_t *kn_ext;  /* ext[4] as last set, NULL while all zero */
+	struct kn_aux *kn_aux; /* ext[] and group membership, NULL while unused */
 	struct knote *kn_next, *kn_prev; /* kq_ready links (kq_lock) */
 	struct knote *kn_hnext;          /* ident hash chain (kq_lock) */
 	short kn_filter;
@@ -160,7 +188,27 @@ struct kq {
 	uint32_t kq_nslabs;
 
 	struct kq_fdtable *kq_fdt; /* lock-free reads, see fdtable.c */
+
+	/* serial groups (group.c); lock order: fe_lock, kq_lock, kq_glock, g_lock */
+	pthread_mutex_t kq_glock;
+	struct kq_group **kq_ghash; /* kq_glock */
+	uint32_t kq_ghmask, kq_ghcount;
+	struct kq_group *kq_gfree;  /* kq_glock: recycled groups */
+	void **kq_gslabs;           /* kq_glock */
+	uint32_t kq_ngslabs;
 };
+
+/* group.c: serial groups */
+struct kn_aux *kq__aux(struct knote *kn); /* allocates; NULL: ENOMEM */
+int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, bool isfd);
+void kq__group_leave(struct kq *kq, struct knote *kn);
+bool kq__group_take(struct knote *kn);       /* false: parked, the group is held */
+bool kq__group_held(const struct knote *kn); /* held by any call */
+struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen);
+void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen);
+void kq__group_destroy_all(struct kq *kq);
+void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
+void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
 
 /* kqueue.c */
 struct kq *kq__get(int fd);          /* takes a reference, NULL: EBADF */

@@ -158,7 +158,9 @@ static void kq_release(struct kq *kq)
 	free(kq->kq_timers);
 	kq->kq_hash = NULL;
 	kq->kq_timers = NULL;
+	kq__group_destroy_all(kq);
 	pthread_mutex_destroy(&kq->kq_lock);
+	pthread_mutex_destroy(&kq->kq_glock);
 }
 
 void kq__put(struct kq *kq)
@@ -247,6 +249,7 @@ static int kq_create(unsigned flags)
 		return -ENOMEM;
 	int err = -ENOMEM;
 	pthread_mutex_init(&kq->kq_lock, NULL);
+	pthread_mutex_init(&kq->kq_glock, NULL);
 	kq->kq_flags = flags;
 	kq->kq_fd = kq__ep_create();
 	if (kq->kq_fd < 0) {
@@ -375,6 +378,7 @@ static void kq_child_atfork(void)
 		live_remove(kq);
 		close_all_names(kq);
 		pthread_mutex_init(&kq->kq_lock, NULL);
+		pthread_mutex_init(&kq->kq_glock, NULL);
 		kq_release(kq);
 		atomic_store(&kq->kq_refs, 0);
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;

@@ -1,0 +1,295 @@
+/*
+ * Serial groups (EV_SERIAL): knotes that are handed to one kevent() call at a
+ * time, so a connection (READ + WRITE), or a proxy's client and upstream
+ * sockets, with their timers and user events, is served by one thread at a
+ * time without a lock of the program's own.
+ *
+ * Delivering a member takes the group for the calling kevent() call
+ * (g_holder = its call token); a member that becomes ready while another call
+ * holds the group is parked (gpend) instead of delivered.  EV_ENABLE of any
+ * member releases the group: parked members are queued again and every
+ * member's fd registration is re-armed.  Per delivery this costs one
+ * uncontended lock of the group's own; nothing is shared between groups on
+ * that path, and no system call is added: an fd member's registration is
+ * EPOLLONESHOT, so a report during a hold disarms it by itself.
+ *
+ * Groups are type-stable (kept on a per-kqueue free list) and carry a
+ * generation, so a release racing with the group's dissolution is harmless.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kq_private.h"
+
+#define GSLAB 64
+
+struct kn_aux *kq__aux(struct knote *kn)
+{
+	if (!kn->kn_aux)
+		kn->kn_aux = calloc(1, sizeof(*kn->kn_aux));
+	return kn->kn_aux;
+}
+
+static uint32_t ghash(uint64_t id)
+{
+	id *= 0x9E3779B97F4A7C15ULL;
+	return (uint32_t)(id >> 32);
+}
+
+/* kq_glock held */
+static struct kq_group *gfind(struct kq *kq, uint64_t id)
+{
+	if (!kq->kq_ghash)
+		return NULL;
+	struct kq_group *g = kq->kq_ghash[ghash(id) & kq->kq_ghmask];
+	while (g && g->g_id != id)
+		g = g->g_hnext;
+	return g;
+}
+
+/* kq_glock held */
+static int ghash_insert(struct kq *kq, struct kq_group *g)
+{
+	if (!kq->kq_ghash || kq->kq_ghcount >= kq->kq_ghmask + 1) {
+		uint32_t n = kq->kq_ghash ? (kq->kq_ghmask + 1) * 2 : 64;
+		struct kq_group **h = calloc(n, sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		for (uint32_t i = 0; kq->kq_ghash && i <= kq->kq_ghmask; i++) {
+			for (struct kq_group *x = kq->kq_ghash[i], *next; x; x = next) {
+				next = x->g_hnext;
+				x->g_hnext = h[ghash(x->g_id) & (n - 1)];
+				h[ghash(x->g_id) & (n - 1)] = x;
+			}
+		}
+		free(kq->kq_ghash);
+		kq->kq_ghash = h;
+		kq->kq_ghmask = n - 1;
+	}
+	struct kq_group **b = &kq->kq_ghash[ghash(g->g_id) & kq->kq_ghmask];
+	g->g_hnext = *b;
+	*b = g;
+	kq->kq_ghcount++;
+	return 0;
+}
+
+/* kq_glock held */
+static void ghash_remove(struct kq *kq, struct kq_group *g)
+{
+	struct kq_group **pp = &kq->kq_ghash[ghash(g->g_id) & kq->kq_ghmask];
+	while (*pp && *pp != g)
+		pp = &(*pp)->g_hnext;
+	if (*pp) {
+		*pp = g->g_hnext;
+		kq->kq_ghcount--;
+	}
+}
+
+/* kq_glock held */
+static struct kq_group *galloc(struct kq *kq, uint64_t id)
+{
+	if (!kq->kq_gfree) {
+		void **slabs = realloc(kq->kq_gslabs, (kq->kq_ngslabs + 1) * sizeof(*slabs));
+		if (!slabs)
+			return NULL;
+		kq->kq_gslabs = slabs;
+		struct kq_group *slab = calloc(GSLAB, sizeof(*slab));
+		if (!slab)
+			return NULL;
+		slabs[kq->kq_ngslabs++] = slab;
+		for (int i = 0; i < GSLAB; i++) {
+			pthread_mutex_init(&slab[i].g_lock, NULL);
+			slab[i].g_hnext = kq->kq_gfree;
+			kq->kq_gfree = &slab[i];
+		}
+	}
+	struct kq_group *g = kq->kq_gfree;
+	kq->kq_gfree = g->g_hnext;
+	pthread_mutex_lock(&g->g_lock);
+	g->g_id = id;
+	atomic_fetch_add(&g->g_gen, 1);
+	atomic_store(&g->g_holder, 0);
+	g->g_nmembers = 0;
+	g->g_members = NULL;
+	g->g_hnext = NULL;
+	pthread_mutex_unlock(&g->g_lock);
+	return g;
+}
+
+/* Knote's own lock held (fe_lock or kq_lock). */
+void kq__group_leave(struct kq *kq, struct knote *kn)
+{
+	struct kn_aux *a = kn->kn_aux;
+	if (!a || !a->group)
+		return;
+	struct kq_group *g = a->group;
+	pthread_mutex_lock(&kq->kq_glock);
+	pthread_mutex_lock(&g->g_lock);
+	if (a->gprev)
+		a->gprev->kn_aux->gnext = a->gnext;
+	else
+		g->g_members = a->gnext;
+	if (a->gnext)
+		a->gnext->kn_aux->gprev = a->gprev;
+	a->gnext = a->gprev = NULL;
+	atomic_store(&a->gpend, false);
+	a->group = NULL;
+	bool last = --g->g_nmembers == 0;
+	if (last) {
+		atomic_fetch_add(&g->g_gen, 1); /* a release in flight finds it gone */
+		atomic_store(&g->g_holder, 0);
+	}
+	pthread_mutex_unlock(&g->g_lock);
+	if (last) {
+		if (g->g_id)
+			ghash_remove(kq, g);
+		g->g_hnext = kq->kq_gfree;
+		kq->kq_gfree = g;
+	}
+	pthread_mutex_unlock(&kq->kq_glock);
+}
+
+/*
+ * EV_ADD of kn with the change kev (knote's own lock held): join, move or
+ * leave a group.  Joining a held group is fine (the holder may add a socket
+ * to its connection's group); leaving a held one is not: EBUSY, since its
+ * holder may be handling this very knote.
+ */
+int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, bool isfd)
+{
+	struct kq_group *cur = kn->kn_aux ? kn->kn_aux->group : NULL;
+	bool serial = kev->flags & EV_SERIAL;
+	uint64_t id = kev->ext[1] ? kev->ext[1] : isfd ? kev->ident : 0;
+	if (cur && serial && cur->g_id == id)
+		return 0; /* same group (or still its own) */
+	if (cur && atomic_load(&cur->g_holder))
+		return -EBUSY;
+	kq__group_leave(kq, kn);
+	if (!serial)
+		return 0;
+	struct kn_aux *a = kq__aux(kn);
+	if (!a)
+		return -ENOMEM;
+	int err = 0;
+	pthread_mutex_lock(&kq->kq_glock);
+	struct kq_group *g = id ? gfind(kq, id) : NULL;
+	if (!g) {
+		g = galloc(kq, id);
+		if (!g || (id && ghash_insert(kq, g))) {
+			if (g) {
+				g->g_hnext = kq->kq_gfree;
+				kq->kq_gfree = g;
+			}
+			err = -ENOMEM;
+			goto out;
+		}
+	}
+	pthread_mutex_lock(&g->g_lock);
+	a->group = g;
+	a->group_gen = atomic_load(&g->g_gen);
+	a->gprev = NULL;
+	a->gnext = g->g_members;
+	if (g->g_members)
+		g->g_members->kn_aux->gprev = kn;
+	g->g_members = kn;
+	g->g_nmembers++;
+	pthread_mutex_unlock(&g->g_lock);
+out:
+	pthread_mutex_unlock(&kq->kq_glock);
+	return err;
+}
+
+/*
+ * kn is ready and about to be delivered (its own lock held): take its group
+ * for this call, or park kn if another call holds it.
+ */
+bool kq__group_take(struct knote *kn)
+{
+	struct kq_group *g = kn->kn_aux->group;
+	uint32_t me = kq__call_token;
+	pthread_mutex_lock(&g->g_lock);
+	uint32_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
+	bool ok = holder == 0 || holder == me;
+	if (ok)
+		atomic_store_explicit(&g->g_holder, me, memory_order_relaxed);
+	else
+		atomic_store(&kn->kn_aux->gpend, true);
+	pthread_mutex_unlock(&g->g_lock);
+	return ok;
+}
+
+bool kq__group_held(const struct knote *kn)
+{
+	const struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	return g && atomic_load_explicit(&g->g_holder, memory_order_relaxed) != 0;
+}
+
+struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen)
+{
+	struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	if (g)
+		*gen = kn->kn_aux->group_gen;
+	return g;
+}
+
+/*
+ * EV_ENABLE of a member (no lock held): the group is free again.  Parked
+ * members are queued again and every member's registration re-armed, each
+ * under its own lock, which is why the members are first copied out.
+ */
+void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
+{
+	struct knote *stackbuf[16], **m = stackbuf;
+	bool pendbuf[16], *pend = pendbuf;
+	uint32_t n = 0;
+	pthread_mutex_lock(&g->g_lock);
+	if (atomic_load(&g->g_gen) != gen) {
+		pthread_mutex_unlock(&g->g_lock);
+		return; /* dissolved meanwhile */
+	}
+	atomic_store(&g->g_holder, 0);
+	if (g->g_nmembers > 16) {
+		m = malloc(g->g_nmembers * sizeof(*m));
+		pend = malloc(g->g_nmembers * sizeof(*pend));
+		if (!m || !pend) { /* cannot replay: keep what we can, lose nothing */
+			free(m);
+			free(pend);
+			m = stackbuf;
+			pend = pendbuf;
+		}
+	}
+	uint32_t cap = m == stackbuf ? 16 : g->g_nmembers;
+	for (struct knote *kn = g->g_members; kn && n < cap; kn = kn->kn_aux->gnext) {
+		m[n] = kn;
+		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false);
+	}
+	pthread_mutex_unlock(&g->g_lock);
+	for (uint32_t i = 0; i < n; i++) {
+		if (m[i]->kn_isfd)
+			kq__fd_group_released(kq, m[i], g, pend[i]);
+		else
+			kq__generic_group_released(kq, m[i], g, pend[i]);
+	}
+	if (m != stackbuf) {
+		free(m);
+		free(pend);
+	}
+}
+
+void kq__group_destroy_all(struct kq *kq)
+{
+	for (uint32_t i = 0; i < kq->kq_ngslabs; i++) {
+		struct kq_group *slab = kq->kq_gslabs[i];
+		for (int j = 0; j < GSLAB; j++)
+			pthread_mutex_destroy(&slab[j].g_lock);
+		free(slab);
+	}
+	free(kq->kq_gslabs);
+	free(kq->kq_ghash);
+	kq->kq_gslabs = NULL;
+	kq->kq_ngslabs = 0;
+	kq->kq_ghash = NULL;
+	kq->kq_ghcount = 0;
+	kq->kq_gfree = NULL;
+}
