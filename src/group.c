@@ -210,7 +210,8 @@ bool kq__group_take(struct knote *kn)
 	uint32_t me = kq__call_token;
 	pthread_mutex_lock(&g->g_lock);
 	uint32_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
-	bool ok = holder == 0 || holder == me;
+	bool ok = holder == 0 || holder == me || KQ_BROKEN(KQ_BREAK_G1) ||
+		  (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
 	if (ok)
 		atomic_store_explicit(&g->g_holder, me, memory_order_relaxed);
 	else
@@ -262,7 +263,7 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	uint32_t cap = m == stackbuf ? 16 : g->g_nmembers;
 	for (struct knote *kn = g->g_members; kn && n < cap; kn = kn->kn_aux->gnext) {
 		m[n] = kn;
-		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false);
+		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
 	}
 	pthread_mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {

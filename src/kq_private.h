@@ -296,5 +296,8 @@ extern int kq__break_mask;
 #define KQ_BREAK_I3 3
 #define KQ_BREAK_I4 4
 #define KQ_BREAK_I5 5
+#define KQ_BREAK_G1 6
+#define KQ_BREAK_G2 7
+#define KQ_BREAK_G3 8
 
 #endif

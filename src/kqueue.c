@@ -208,9 +208,12 @@ static void kq_init_once(void)
 {
 #ifdef BATON_TEST_HOOKS
 	const char *b = getenv("BATON_BREAK");
-	for (; b && *b; b++)
+	for (; b && *b; b++) {
 		if (b[0] == 'I' && b[1] >= '1' && b[1] <= '5')
 			kq__break_mask |= 1 << (b[1] - '0');
+		if (b[0] == 'G' && b[1] >= '1' && b[1] <= '3')
+			kq__break_mask |= 1 << (KQ_BREAK_G1 + b[1] - '1');
+	}
 #endif
 	pthread_atfork(kq_prepare_atfork, kq_parent_atfork, kq_child_atfork);
 }
