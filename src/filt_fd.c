@@ -182,6 +182,17 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	int64_t lowat = (kn->kn_sfflags & NOTE_LOWAT) && kn->kn_sdata > 0 ? kn->kn_sdata : 1;
 	bool eof, ready;
 	kq__knote_copyout(kn, out);
+	if ((kn->kn_sfflags & NOTE_NODATA) && fe->fe_type != FT_REGULAR && fe->fe_type != FT_LISTEN) {
+		/* Baton extension: the kernel's word, no system call for a count. */
+		uint32_t want = kn->kn_filter == EVFILT_READ ? EPOLLIN : EPOLLOUT;
+		eof = revents & (kn->kn_filter == EVFILT_READ ? EPOLLRDHUP | EPOLLHUP | EPOLLERR
+							      : EPOLLHUP | EPOLLERR);
+		ready = (revents & want) || eof;
+		out->data = (revents & want) ? 1 : 0;
+		if (eof)
+			out->flags |= EV_EOF;
+		return ready || (kn->kn_status & KN_FORCED);
+	}
 	if (kn->kn_filter == EVFILT_READ) {
 		eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
 		switch (fe->fe_type) {
@@ -301,10 +312,10 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 
 static int fd_validate(const struct kevent *kev)
 {
-	if (kev->fflags & ~(unsigned)(NOTE_LOWAT | NOTE_FILE_POLL))
+	if (kev->fflags & ~(unsigned)(NOTE_LOWAT | NOTE_FILE_POLL | NOTE_NODATA))
 		return -EINVAL;
-	if ((kev->fflags & NOTE_LOWAT) && kev->data < 0)
-		return -EINVAL;
+	if ((kev->fflags & NOTE_LOWAT) && (kev->data < 0 || (kev->fflags & NOTE_NODATA)))
+		return -EINVAL; /* a low-water mark needs the byte count */
 	return 0;
 }
 

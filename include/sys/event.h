@@ -98,6 +98,12 @@ struct kevent {
 /* data/hint flags for EVFILT_{READ|WRITE} */
 #define NOTE_LOWAT 0x0001     /* low water mark */
 #define NOTE_FILE_POLL 0x0002 /* behave like poll() on regular files */
+/*
+ * Baton extension: do not count bytes for data (which is then 1 while
+ * readable/writable, else 0), saving Linux's FIONREAD/SIOCOUTQ system calls
+ * on every event.  Test with #ifdef; FreeBSD would ignore the bit.
+ */
+#define NOTE_NODATA 0x00010000
 
 /* data/hint flags for EVFILT_VNODE */
 #define NOTE_DELETE 0x0001
