@@ -343,7 +343,7 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
 	if (!kq)
 		return -EBADF;
 	int r = 0, nerr = 0;
-	kq__defer_wake = nevents > 0;
+	bool collecting = nevents > 0;
 	if (nevents > 0)
 		kq__call_token = next_call_token();
 	if ((nchanges > 0 && !changes) || (nevents > 0 && !events)) {
@@ -371,12 +371,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
 	else if (nevents > 0)
 		r = scan(kq, events, nevents, ts);
 out:
-	if (kq__defer_wake) {
-		/* Leftovers stay visible to other waiters and to poll(). */
-		kq__defer_wake = false;
-		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0)
-			kq__wake(kq);
-	}
+	/* Leftovers and new work stay visible to other waiters and to poll(). */
+	kq__wake_flush(kq, collecting);
 	kq__put(kq);
 	return r;
 }

@@ -214,8 +214,8 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
 struct kq *kq__get(int fd);          /* takes a reference, NULL: EBADF */
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
-void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready */
-extern _Thread_local bool kq__defer_wake;
+void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready (noted) */
+void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
 extern _Thread_local uint32_t kq__call_token; /* this kevent() call, never 0 */
 int kq__close_kqueue(int fd);        /* 1 if fd was a kqueue (now closed) */
 void kq__close_kqueue_range(unsigned first, unsigned last);

@@ -182,16 +182,28 @@ void kq__put(struct kq *kq)
 }
 
 /*
- * Set while a kevent() call that will collect events runs: wake-ups are
- * deferred to its end (kq__wake_flush), since this thread looks at the
- * queue itself; a wake it did not need would also leave the kqueue fd
- * spuriously readable to poll() and to an outer kqueue.
+ * Wake-ups are only noted while locks are held (kq__wake) and written at the
+ * end of the kevent() call that caused them (kq__wake_flush), with no lock
+ * held: the woken thread would otherwise run into the lock its waker still
+ * holds (two futex calls more per wake-up when both share a CPU).  A call
+ * that collects events looks at the queue itself, so it writes only if it
+ * leaves knotes behind; a wake it did not need would also leave the kqueue
+ * fd spuriously readable to poll() and to an outer kqueue.
  */
-_Thread_local bool kq__defer_wake;
+static _Thread_local bool wake_due;
 
 void kq__wake(struct kq *kq)
 {
-	if (KQ_BROKEN(KQ_BREAK_I3) || kq__defer_wake)
+	(void)kq;
+	wake_due = true;
+}
+
+void kq__wake_flush(struct kq *kq, bool collecting)
+{
+	bool due = wake_due || collecting;
+	wake_due = false;
+	if (!due || KQ_BROKEN(KQ_BREAK_I3) ||
+	    atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) == 0)
 		return;
 	if (atomic_exchange(&kq->kq_wake_pending, true))
 		return;
