@@ -75,7 +75,7 @@ __attribute__((visibility("default"))) int dup2(int oldfd, int newfd)
 }
 
 __attribute__((visibility("default"))) int close_range(unsigned int first, unsigned int last,
-						       int flags)
+                                                       int flags)
 {
 	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
 		struct range r = {first, last};

@@ -70,7 +70,8 @@ struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd)
 	struct kq_fdtable *ft = kq->kq_fdt;
 	if (fd < 0 || (size_t)fd / FDT_CHUNK >= ft->ft_ntop)
 		return NULL;
-	struct kq_fdent *chunk = atomic_load_explicit(&ft->ft_top[fd / FDT_CHUNK], memory_order_acquire);
+	struct kq_fdent *chunk =
+	        atomic_load_explicit(&ft->ft_top[fd / FDT_CHUNK], memory_order_acquire);
 	return chunk ? &chunk[fd % FDT_CHUNK] : NULL;
 }
 
@@ -93,10 +94,12 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
 				for (int k = 0; k < FE_NKN; k++) {
 					chunk[i].fe_kn[k].kn_u.fe = &chunk[i];
 					chunk[i].fe_kn[k].kn_isfd = true;
-					chunk[i].fe_kn[k].kn_filter = k == FE_READ ? EVFILT_READ : EVFILT_WRITE;
+					chunk[i].fe_kn[k].kn_filter =
+					        k == FE_READ ? EVFILT_READ : EVFILT_WRITE;
 				}
 			}
-			atomic_store_explicit(&ft->ft_top[fd / FDT_CHUNK], chunk, memory_order_release);
+			atomic_store_explicit(&ft->ft_top[fd / FDT_CHUNK], chunk,
+			                      memory_order_release);
 		}
 	}
 	pthread_mutex_unlock(&ft->ft_grow);

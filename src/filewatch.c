@@ -29,7 +29,8 @@ static int inotify_fd(struct kq *kq)
 	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fd, EPOLLIN, KQ_TAG_INOTIFY << KQ_TAG_SHIFT);
+	int err =
+	        kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fd, EPOLLIN, KQ_TAG_INOTIFY << KQ_TAG_SHIFT);
 	if (err) {
 		kq__sys_close(fd);
 		return err;

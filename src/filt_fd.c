@@ -182,11 +182,12 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	int64_t lowat = (kn->kn_sfflags & NOTE_LOWAT) && kn->kn_sdata > 0 ? kn->kn_sdata : 1;
 	bool eof, ready;
 	kq__knote_copyout(kn, out);
-	if ((kn->kn_sfflags & NOTE_NODATA) && fe->fe_type != FT_REGULAR && fe->fe_type != FT_LISTEN) {
+	if ((kn->kn_sfflags & NOTE_NODATA) && fe->fe_type != FT_REGULAR &&
+	    fe->fe_type != FT_LISTEN) {
 		/* Baton extension: the kernel's word, no system call for a count. */
 		uint32_t want = kn->kn_filter == EVFILT_READ ? EPOLLIN : EPOLLOUT;
 		eof = revents & (kn->kn_filter == EVFILT_READ ? EPOLLRDHUP | EPOLLHUP | EPOLLERR
-							      : EPOLLHUP | EPOLLERR);
+		                                              : EPOLLHUP | EPOLLERR);
 		ready = (revents & want) || eof;
 		out->data = (revents & want) ? 1 : 0;
 		if (eof)
@@ -305,7 +306,7 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 	} else if (kn->kn_flags & EV_DISPATCH) {
 		kn->kn_status |= KN_DISABLED;
 	} else if (!(kn->kn_flags & EV_CLEAR) &&
-		   (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
+	           (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
 		fd_queue(kq, kn);
 	}
 }
@@ -341,8 +342,9 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 * common EV_ENABLE of a dispatch round costs none).
 	 */
 	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
-		uint8_t type = (kev->flags & EV_ADD) ? probe_type(fd)
-			       : fcntl(fd, F_GETFD) < 0 ? FT_BAD : FT_UNKNOWN;
+		uint8_t type = (kev->flags & EV_ADD)    ? probe_type(fd)
+		               : fcntl(fd, F_GETFD) < 0 ? FT_BAD
+		                                        : FT_UNKNOWN;
 		if (type == FT_BAD) {
 			err = -EBADF;
 			goto out;
@@ -397,7 +399,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	bool recheck = (kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR;
 	if (exists && fe_edge(fe)) {
 		recheck |= (kev->flags & EV_ADD) != 0;
-		recheck |= was_disabled && (!(kn->kn_flags & EV_CLEAR) || (kn->kn_status & KN_PENDING));
+		recheck |= was_disabled &&
+		           (!(kn->kn_flags & EV_CLEAR) || (kn->kn_status & KN_PENDING));
 	}
 	if (!(kn->kn_status & KN_DISABLED))
 		kn->kn_status &= ~KN_PENDING;
@@ -442,7 +445,7 @@ void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, 
  * what does not fit.  Returns the number of events written.
  */
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
-		       int room)
+                       int room)
 {
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
@@ -499,7 +502,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 {
 	struct kq_fdent *fe = kn->kn_u.fe;
 	struct pollfd pfd = {.fd = fe->fe_fd,
-			     .events = kn->kn_filter == EVFILT_READ ? POLLIN | POLLRDHUP : POLLOUT};
+	                     .events = kn->kn_filter == EVFILT_READ ? POLLIN | POLLRDHUP : POLLOUT};
 	/* Outside the lock: poll() is a system call. */
 	if (poll(&pfd, 1, 0) < 0)
 		pfd.revents = 0;

@@ -37,7 +37,7 @@ static int signal_update(struct kq *kq)
 		return -errno;
 	if (kq->kq_sigfd < 0) {
 		int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fd, EPOLLIN,
-				     KQ_TAG_SIGNAL << KQ_TAG_SHIFT);
+		                     KQ_TAG_SIGNAL << KQ_TAG_SHIFT);
 		if (err) {
 			kq__sys_close(fd);
 			return err;
@@ -101,10 +101,10 @@ void kq__signal_read(struct kq *kq)
 }
 
 const struct filterops kq__signal_ops = {
-	.f_validate = signal_validate,
-	.f_attach = signal_attach,
-	.f_detach = signal_detach,
-	.f_touch = NULL,
-	.f_event = signal_event,
-	.f_clear = signal_clear,
+        .f_validate = signal_validate,
+        .f_attach = signal_attach,
+        .f_detach = signal_detach,
+        .f_touch = NULL,
+        .f_event = signal_event,
+        .f_clear = signal_clear,
 };

@@ -10,7 +10,7 @@
 
 #include "kq_private.h"
 
-#define UNITS (NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS)
+#define UNITS  (NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS)
 #define NO_IDX UINT32_MAX
 
 static int timer_validate(const struct kevent *kev)
@@ -145,10 +145,10 @@ void kq__timer_expire(struct kq *kq)
 }
 
 const struct filterops kq__timer_ops = {
-	.f_validate = timer_validate,
-	.f_attach = timer_attach,
-	.f_detach = timer_detach,
-	.f_touch = timer_touch,
-	.f_event = timer_event,
-	.f_clear = timer_clear,
+        .f_validate = timer_validate,
+        .f_attach = timer_attach,
+        .f_detach = timer_detach,
+        .f_touch = timer_touch,
+        .f_event = timer_event,
+        .f_clear = timer_clear,
 };

@@ -80,10 +80,10 @@ static void user_clear(struct kq *kq, struct knote *kn)
 }
 
 const struct filterops kq__user_ops = {
-	.f_validate = user_validate,
-	.f_attach = user_attach,
-	.f_detach = user_detach,
-	.f_touch = user_touch,
-	.f_event = user_event,
-	.f_clear = user_clear,
+        .f_validate = user_validate,
+        .f_attach = user_attach,
+        .f_detach = user_detach,
+        .f_touch = user_touch,
+        .f_event = user_event,
+        .f_clear = user_clear,
 };

@@ -211,7 +211,7 @@ bool kq__group_take(struct knote *kn)
 	pthread_mutex_lock(&g->g_lock);
 	uint32_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
 	bool ok = holder == 0 || holder == me || KQ_BROKEN(KQ_BREAK_G1) ||
-		  (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
+	          (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
 	if (ok)
 		atomic_store_explicit(&g->g_holder, me, memory_order_relaxed);
 	else

@@ -17,9 +17,9 @@
 
 #include "kq_private.h"
 
-#define KQ_KNOWN_FLAGS                                                         \
-	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT |       \
-	 EV_KEEPUDATA | EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_SERIAL)
+#define KQ_KNOWN_FLAGS                                                                  \
+	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT | EV_KEEPUDATA | \
+	 EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_SERIAL)
 #define KQ_EVBUF 256
 
 static int check_flags(unsigned flags)
@@ -206,7 +206,8 @@ static int drain(struct kq *kq, struct kevent *out, int room)
 		while (n + nfd < room && (more = budget-- > 0)) {
 			struct knote *kn = kq->kq_head;
 			kq__dequeue(kq, kn);
-			if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) == kq__call_token) {
+			if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) ==
+			    kq__call_token) {
 				kq__enqueue(kq, kn); /* delivered by this call: behind the rest */
 				continue;
 			}
@@ -228,7 +229,7 @@ static int drain(struct kq *kq, struct kevent *out, int room)
  * queue are ahead of anything a delivery below requeues.
  */
 static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct kevent *out,
-		    int room)
+                    int room)
 {
 	int n = 0;
 	for (int i = 0; i < nev; i++) {
@@ -251,8 +252,8 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		uint64_t d = ev[i].data.u64;
 		if ((d >> KQ_TAG_SHIFT) == KQ_TAG_FD)
 			n += kq__fd_epoll_event(kq, (int)(uint32_t)d,
-						(uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
-						out + n, room - n);
+			                        (uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
+			                        out + n, room - n);
 	}
 	return n;
 }
@@ -332,8 +333,8 @@ static uint32_t next_call_token(void)
 	return me | calls;
 }
 
-static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges,
-		       struct kevent *events, int nevents, const struct timespec *ts)
+static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, struct kevent *events,
+                       int nevents, const struct timespec *ts)
 {
 	if (nchanges < 0 || nevents < 0)
 		return -EINVAL;
@@ -378,8 +379,8 @@ out:
 }
 
 __attribute__((visibility("default"))) int kevent(int kq, const struct kevent *changelist,
-						  int nchanges, struct kevent *eventlist,
-						  int nevents, const struct timespec *timeout)
+                                                  int nchanges, struct kevent *eventlist,
+                                                  int nevents, const struct timespec *timeout)
 {
 	int r = kevent_impl(kq, changelist, nchanges, eventlist, nevents, timeout);
 	if (r < 0) {

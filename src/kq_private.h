@@ -19,13 +19,12 @@ struct kq_fdent;
 /* kn_status bits */
 #define KN_ATTACHED 0x01 /* registered; cleared when removed */
 #define KN_DISABLED 0x02 /* EV_DISABLE, or EV_DISPATCH after delivery */
-#define KN_ACTIVE 0x04   /* on the ready queue (kq_ready), or pending while disabled */
-#define KN_FORCED 0x08   /* EV_FORCEONESHOT: deliver once more whatever the condition */
-#define KN_PENDING 0x10  /* fd knote: an edge came while it was disabled */
+#define KN_ACTIVE   0x04 /* on the ready queue (kq_ready), or pending while disabled */
+#define KN_FORCED   0x08 /* EV_FORCEONESHOT: deliver once more whatever the condition */
+#define KN_PENDING  0x10 /* fd knote: an edge came while it was disabled */
 
 /* Flags a knote keeps; actions are not remembered (as FreeBSD). */
-#define KN_KEPT_FLAGS                                                          \
-	(EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
+#define KN_KEPT_FLAGS (EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
 
 struct kq_group;
 
@@ -35,10 +34,10 @@ struct kq_group;
  */
 struct kn_aux {
 	uint64_t ext[4];
-	struct kq_group *group;         /* knote's lock; set/cleared with kq_glock too */
-	uint32_t group_gen;             /* group->g_gen when it joined */
-	struct knote *gnext, *gprev;    /* g_lock: the group's member list */
-	atomic_bool gpend;              /* g_lock to set; parked while the group was held */
+	struct kq_group *group;      /* knote's lock; set/cleared with kq_glock too */
+	uint32_t group_gen;          /* group->g_gen when it joined */
+	struct knote *gnext, *gprev; /* g_lock: the group's member list */
+	atomic_bool gpend;           /* g_lock to set; parked while the group was held */
 };
 
 /*
@@ -47,11 +46,11 @@ struct kn_aux {
  */
 struct kq_group {
 	pthread_mutex_t g_lock;
-	uint64_t g_id;          /* constant while alive; 0 for a knote's own group */
-	atomic_uint g_gen;      /* bumped when the group is created */
-	atomic_uint g_holder;   /* g_lock to change; call token of the holder, 0 free */
-	uint32_t g_nmembers;    /* g_lock */
-	struct knote *g_members; /* g_lock */
+	uint64_t g_id;            /* constant while alive; 0 for a knote's own group */
+	atomic_uint g_gen;        /* bumped when the group is created */
+	atomic_uint g_holder;     /* g_lock to change; call token of the holder, 0 free */
+	uint32_t g_nmembers;      /* g_lock */
+	struct knote *g_members;  /* g_lock */
 	struct kq_group *g_hnext; /* kq_glock: hash chain, or the free list */
 };
 
@@ -63,18 +62,18 @@ struct kq_group {
 struct knote {
 	uintptr_t kn_ident;
 	void *kn_udata;
-	int64_t kn_sdata;  /* data given by the last change (period, lowat...) */
-	struct kn_aux *kn_aux; /* ext[] and group membership, NULL while unused */
+	int64_t kn_sdata;                /* data given by the last change (period, lowat...) */
+	struct kn_aux *kn_aux;           /* ext[] and group membership, NULL while unused */
 	struct knote *kn_next, *kn_prev; /* kq_ready links (kq_lock) */
 	struct knote *kn_hnext;          /* ident hash chain (kq_lock) */
 	short kn_filter;
 	unsigned short kn_flags; /* KN_KEPT_FLAGS subset */
 	uint32_t kn_sfflags;     /* fflags given by the last change */
 	uint16_t kn_status;
-	bool kn_queued; /* on kq_ready (kq_lock) */
-	bool kn_isfd;   /* constant: embedded in a kq_fdent */
+	bool kn_queued;      /* on kq_ready (kq_lock) */
+	bool kn_isfd;        /* constant: embedded in a kq_fdent */
 	atomic_uint kn_seen; /* token of the kevent() call that last delivered it */
-	int64_t kn_data;  /* accumulated data: expirations, signal count */
+	int64_t kn_data;     /* accumulated data: expirations, signal count */
 	union {
 		struct {
 			int64_t deadline; /* CLOCK_MONOTONIC ns */
@@ -155,7 +154,7 @@ struct kq {
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
-	int kq_live_slot; /* index in the live list (kqueue.c) */
+	int kq_live_slot;    /* index in the live list (kqueue.c) */
 	atomic_int kq_refs;  /* kevent() calls in flight + 1 per table name */
 	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead; /* close() was called */
@@ -179,8 +178,8 @@ struct kq {
 	uint32_t kq_nwatches, kq_watchcap;
 
 	/* kq_lock: signals */
-	uint64_t kq_sigmask;       /* bit n-1 for signal n */
-	uint32_t kq_signals[65];   /* registrations per signal */
+	uint64_t kq_sigmask;     /* bit n-1 for signal n */
+	uint32_t kq_signals[65]; /* registrations per signal */
 
 	/* kq_lock: knote slab */
 	struct knote *kq_free;
@@ -193,8 +192,8 @@ struct kq {
 	pthread_mutex_t kq_glock;
 	struct kq_group **kq_ghash; /* kq_glock */
 	uint32_t kq_ghmask, kq_ghcount;
-	struct kq_group *kq_gfree;  /* kq_glock: recycled groups */
-	void **kq_gslabs;           /* kq_glock */
+	struct kq_group *kq_gfree; /* kq_glock: recycled groups */
+	void **kq_gslabs;          /* kq_glock */
 	uint32_t kq_ngslabs;
 };
 
@@ -211,13 +210,13 @@ void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, 
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
 
 /* kqueue.c */
-struct kq *kq__get(int fd);          /* takes a reference, NULL: EBADF */
+struct kq *kq__get(int fd); /* takes a reference, NULL: EBADF */
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
-void kq__wake(struct kq *kq);        /* a waiter should look at kq_ready (noted) */
+void kq__wake(struct kq *kq);                        /* a waiter should look at kq_ready (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
-extern _Thread_local uint32_t kq__call_token; /* this kevent() call, never 0 */
-int kq__close_kqueue(int fd);        /* 1 if fd was a kqueue (now closed) */
+extern _Thread_local uint32_t kq__call_token;        /* this kevent() call, never 0 */
+int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 
@@ -243,21 +242,20 @@ void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, v
 
 /* filt_fd.c: EVFILT_READ / EVFILT_WRITE */
 int kq__fd_change(struct kq *kq, const struct kevent *kev);
-int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents,
-		       struct kevent *out, int room);
+int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
+                       int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
 void kq__fd_close(struct kq *kq, int fd);
 
 /* kevent.c: shared by the non-fd filters */
-int kq__generic_change(struct kq *kq, const struct kevent *kev,
-		       const struct filterops *fop);
+int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct filterops *fop);
 int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out);
 
 /* filt_timer.c / filt_signal.c / filewatch.c: backend events */
 void kq__timer_expire(struct kq *kq);
 void kq__signal_read(struct kq *kq);
 void kq__file_changed(struct kq *kq);
-int kq__file_watch(struct kq *kq, struct kq_fdent *fe);   /* fe_lock held */
+int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
 void kq__fd_file_changed(struct kq *kq, int fd);
 
@@ -269,13 +267,13 @@ struct knote *kq__theap_min(struct kq *kq);
 int64_t kq__now_ns(void);
 
 /* os_epoll.c: the only file that talks to epoll */
-#define KQ_TAG_SHIFT 61
-#define KQ_TAG_FD 0ULL
-#define KQ_TAG_WAKE 1ULL
-#define KQ_TAG_TIMER 2ULL
-#define KQ_TAG_SIGNAL 3ULL
+#define KQ_TAG_SHIFT   61
+#define KQ_TAG_FD      0ULL
+#define KQ_TAG_WAKE    1ULL
+#define KQ_TAG_TIMER   2ULL
+#define KQ_TAG_SIGNAL  3ULL
 #define KQ_TAG_INOTIFY 4ULL
-#define KQ_GEN_MASK 0x1fffffffu /* bits of fe_gen in the epoll data */
+#define KQ_GEN_MASK    0x1fffffffu /* bits of fe_gen in the epoll data */
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);

@@ -11,13 +11,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
-#include <stdio.h>
-#include <sys/syscall.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -29,11 +29,12 @@ int kq__break_mask;
 
 /* fd -> kq, two levels so memory follows the fds used, not the limit */
 #define KT_CHUNK 1024
-#define KT_TOP 4096 /* 4M fds */
+#define KT_TOP   4096 /* 4M fds */
 static _Atomic(struct kq *) *_Atomic kt_top[KT_TOP];
 
-static pthread_mutex_t kq_global = PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kt chunk creation, atfork */
-static struct kq *kq_freelist; /* kq_global; recycled structs, linked via kq_fdt */
+static pthread_mutex_t kq_global =
+        PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kt chunk creation, atfork */
+static struct kq *kq_freelist;     /* kq_global; recycled structs, linked via kq_fdt */
 static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
 
 /*
@@ -70,14 +71,16 @@ static _Atomic(struct kq *) *kt_slot(int fd, bool create)
 {
 	if (fd < 0 || fd >= KT_TOP * KT_CHUNK)
 		return NULL;
-	_Atomic(struct kq *) *chunk = atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
+	_Atomic(struct kq *) *chunk =
+	        atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
 	if (!chunk && create) {
 		pthread_mutex_lock(&kq_global);
 		chunk = atomic_load(&kt_top[fd / KT_CHUNK]);
 		if (!chunk) {
 			chunk = calloc(KT_CHUNK, sizeof(*chunk));
 			if (chunk)
-				atomic_store_explicit(&kt_top[fd / KT_CHUNK], chunk, memory_order_release);
+				atomic_store_explicit(&kt_top[fd / KT_CHUNK], chunk,
+				                      memory_order_release);
 		}
 		pthread_mutex_unlock(&kq_global);
 	}
@@ -213,8 +216,14 @@ void kq__wake_flush(struct kq *kq, bool collecting)
 }
 
 static void kq_child_atfork(void);
-static void kq_prepare_atfork(void) { pthread_mutex_lock(&kq_global); }
-static void kq_parent_atfork(void) { pthread_mutex_unlock(&kq_global); }
+static void kq_prepare_atfork(void)
+{
+	pthread_mutex_lock(&kq_global);
+}
+static void kq_parent_atfork(void)
+{
+	pthread_mutex_unlock(&kq_global);
+}
 
 static void kq_init_once(void)
 {
@@ -283,10 +292,10 @@ static int kq_create(unsigned flags)
 		goto fail_errno;
 	/* Edge-triggered: one write wakes one waiter, nobody has to read. */
 	err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
-			 KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	                 KQ_TAG_WAKE << KQ_TAG_SHIFT);
 	if (!err)
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
-				 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+		                 KQ_TAG_TIMER << KQ_TAG_SHIFT);
 	if (!err)
 		err = kq__fdt_init(kq);
 	if (!err)
@@ -295,7 +304,7 @@ static int kq_create(unsigned flags)
 		goto fail;
 	_Atomic(struct kq *) *slot = kt_slot(kq->kq_fd, true);
 	if (!slot)
-		goto fail; /* -ENOMEM */
+		goto fail;                 /* -ENOMEM */
 	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
 	atomic_store(&kq->kq_names, 1);
 	atomic_store_explicit(slot, kq, memory_order_release);
@@ -411,7 +420,8 @@ static void kq_child_atfork(void)
 void kq__close_kqueue_range(unsigned first, unsigned last)
 {
 	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
-		_Atomic(struct kq *) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		_Atomic(struct kq *) *chunk =
+		        atomic_load_explicit(&kt_top[t], memory_order_acquire);
 		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
 			unsigned fd = t * KT_CHUNK + i;
 			if (fd >= first && fd <= last && atomic_load(&chunk[i]))
