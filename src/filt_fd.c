@@ -529,6 +529,26 @@ out:
 	return n;
 }
 
+/*
+ * KQUEUE_CPONFORK, in the child: the entry's lock may have been held by a
+ * thread that does not exist here, and its registration lives in the
+ * parent's epoll.  Register it afresh in the child's.
+ */
+void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
+{
+	(void)arg;
+	pthread_mutex_init(&fe->fe_lock, NULL);
+	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = false;
+	fe->fe_regmask = 0;
+	for (int k = 0; k < FE_NKN; k++) {
+		struct knote *kn = &fe->fe_kn[k];
+		if (fe->fe_type == FT_REGULAR && (kn->kn_status & KN_ATTACHED) &&
+		    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+			fd_queue(kq, kn); /* re-checked, and watched again if at EOF */
+	}
+	fe_sync(kq, fe);
+}
+
 /* A watched regular file changed: look at its READ knote again. */
 void kq__fd_file_changed(struct kq *kq, int fd)
 {

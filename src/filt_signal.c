@@ -47,6 +47,15 @@ static int signal_update(struct kq *kq)
 	return 0;
 }
 
+/* A fork copy: a signalfd of its own for the same signals. */
+int kq__signal_fork(struct kq *kq)
+{
+	for (int s = 1; s <= SIG_MAX; s++)
+		if (kq->kq_signals[s])
+			return signal_update(kq);
+	return 0;
+}
+
 static int signal_attach(struct kq *kq, struct knote *kn)
 {
 	int sig = (int)kn->kn_ident;

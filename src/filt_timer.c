@@ -121,6 +121,13 @@ static void timer_clear(struct kq *kq, struct knote *kn)
 	kn->kn_data = 0;
 }
 
+/* A fork copy got a new timerfd: point it at the earliest deadline. */
+void kq__timer_fork(struct kq *kq)
+{
+	kq->kq_timer_armed = 0;
+	timer_rearm(kq, true);
+}
+
 /* The timerfd fired: count expirations, queue the knotes, re-arm. */
 void kq__timer_expire(struct kq *kq)
 {

@@ -278,6 +278,16 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	}
 }
 
+/* A fork copy: group locks may have been held by threads not in the child. */
+void kq__group_fork(struct kq *kq)
+{
+	for (uint32_t i = 0; i < kq->kq_ngslabs; i++) {
+		struct kq_group *slab = kq->kq_gslabs[i];
+		for (int j = 0; j < GSLAB; j++)
+			pthread_mutex_init(&slab[j].g_lock, NULL);
+	}
+}
+
 void kq__group_destroy_all(struct kq *kq)
 {
 	for (uint32_t i = 0; i < kq->kq_ngslabs; i++) {

@@ -206,6 +206,11 @@ bool kq__group_held(const struct knote *kn); /* held by any call */
 struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen);
 void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen);
 void kq__group_destroy_all(struct kq *kq);
+void kq__group_fork(struct kq *kq);
+/* KQUEUE_CPONFORK: the child's copy gets kernel objects of its own */
+void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg);
+void kq__timer_fork(struct kq *kq);
+int kq__signal_fork(struct kq *kq);
 void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
 

@@ -266,8 +266,6 @@ static int kq_create(unsigned flags)
 	pthread_once(&kq_once, kq_init_once);
 	if (flags & ~(unsigned)(KQUEUE_CLOEXEC | KQUEUE_CPONFORK))
 		return -EINVAL;
-	if (flags & KQUEUE_CPONFORK)
-		return -EOPNOTSUPP; /* see docs/design.md: not yet */
 	struct kq *kq = kq_alloc();
 	if (!kq)
 		return -ENOMEM;
@@ -387,16 +385,73 @@ static void close_all_names(struct kq *kq)
 }
 
 /*
+ * KQUEUE_CPONFORK in the child: the same kqueue at the same number, with its
+ * registrations and pending events, but kernel objects of its own (the
+ * inherited ones are shared with the parent).  Only the forking thread
+ * exists, so every lock is made anew.
+ */
+static int kq_child_copy(struct kq *kq)
+{
+	pthread_mutex_init(&kq->kq_lock, NULL);
+	pthread_mutex_init(&kq->kq_glock, NULL);
+	kq__group_fork(kq);
+	int ep = kq__ep_create();
+	if (ep < 0)
+		return ep;
+	int flags = kq->kq_flags & KQUEUE_CLOEXEC ? O_CLOEXEC : 0;
+	/* Raw dup3: the interposed one would close this kqueue. */
+	if (kq->kq_fd >= 0 && syscall(SYS_dup3, ep, kq->kq_fd, flags) < 0) {
+		kq__sys_close(ep);
+		return -errno;
+	}
+	kq__sys_close(ep);
+	close_if(&kq->kq_epfd);
+	close_if(&kq->kq_wakefd);
+	close_if(&kq->kq_timerfd);
+	close_if(&kq->kq_sigfd);
+	close_if(&kq->kq_inofd);
+	kq->kq_nwatches = 0;
+	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
+	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
+		return -errno;
+	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
+	                     KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	if (!err)
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
+		                 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+	if (!err)
+		err = kq__signal_fork(kq);
+	if (err)
+		return err;
+	kq__timer_fork(kq);
+	kq__fdt_foreach(kq, kq__fd_fork, NULL);
+	atomic_store(&kq->kq_refs, atomic_load(&kq->kq_names));
+	atomic_store(&kq->kq_wake_pending, false);
+	kq__wake(kq);
+	kq__wake_flush(kq, true);
+	return 0;
+}
+
+/*
  * In the child only the forking thread exists and no lock can be trusted:
  * close every kqueue's numbers and descriptors and drop its memory without
- * locking.
+ * locking; copy those made with KQUEUE_CPONFORK.
  */
 static void kq_child_atfork(void)
 {
 	int hi = atomic_load(&kq_live_hi);
+	bool copied[KQ_LIVE_MAX] = {false};
+	/* Copies first: their new descriptors must not take the numbers the
+	 * closed kqueues leave free. */
 	for (int i = 0; i < hi; i++) {
 		struct kq *kq = atomic_load(&kq_live[i]);
-		if (!kq)
+		copied[i] = kq && (kq->kq_flags & KQUEUE_CPONFORK) && kq_child_copy(kq) == 0;
+	}
+	for (int i = 0; i < hi; i++) {
+		struct kq *kq = atomic_load(&kq_live[i]);
+		if (!kq || copied[i])
 			continue;
 		atomic_store(&kq->kq_dead, true);
 		live_remove(kq);
@@ -410,8 +465,11 @@ static void kq_child_atfork(void)
 	}
 	for (int t = 0; t < KT_TOP; t++) {
 		_Atomic(struct kq *) *chunk = atomic_load(&kt_top[t]);
-		for (int i = 0; chunk && i < KT_CHUNK; i++)
-			atomic_store(&chunk[i], NULL);
+		for (int i = 0; chunk && i < KT_CHUNK; i++) {
+			struct kq *kq = atomic_load(&chunk[i]);
+			if (kq && atomic_load(&kq->kq_dead))
+				atomic_store(&chunk[i], NULL);
+		}
 	}
 	pthread_mutex_unlock(&kq_global);
 }
