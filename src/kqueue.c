@@ -261,6 +261,27 @@ static struct kq *kq_alloc(void)
 	return kq;
 }
 
+/*
+ * The descriptors behind the user's number: a private dup of the epoll fd
+ * (it stays valid while calls are in flight, even after the user's number
+ * was closed and reused), the wake eventfd and the timerfd, registered
+ * edge-triggered: one write wakes one waiter, and nobody has to read them.
+ */
+static int kq_backend(struct kq *kq)
+{
+	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
+	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
+		return -errno;
+	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
+	                     KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	if (!err)
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
+		                 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+	return err;
+}
+
 static int kq_create(unsigned flags)
 {
 	pthread_once(&kq_once, kq_init_once);
@@ -281,19 +302,7 @@ static int kq_create(unsigned flags)
 	}
 	if (!(flags & KQUEUE_CLOEXEC) && fcntl(kq->kq_fd, F_SETFD, 0) < 0)
 		goto fail_errno;
-	/* The private number stays valid while calls are in flight, even
-	 * after the user's number was closed and reused. */
-	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
-	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
-		goto fail_errno;
-	/* Edge-triggered: one write wakes one waiter, nobody has to read. */
-	err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
-	                 KQ_TAG_WAKE << KQ_TAG_SHIFT);
-	if (!err)
-		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
-		                 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+	err = kq_backend(kq);
 	if (!err)
 		err = kq__fdt_init(kq);
 	if (!err)
@@ -411,16 +420,7 @@ static int kq_child_copy(struct kq *kq)
 	close_if(&kq->kq_sigfd);
 	close_if(&kq->kq_inofd);
 	kq->kq_nwatches = 0;
-	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
-	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
-		return -errno;
-	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
-	                     KQ_TAG_WAKE << KQ_TAG_SHIFT);
-	if (!err)
-		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_timerfd, EPOLLIN | EPOLLET,
-		                 KQ_TAG_TIMER << KQ_TAG_SHIFT);
+	int err = kq_backend(kq);
 	if (!err)
 		err = kq__signal_fork(kq);
 	if (err)
