@@ -262,7 +262,11 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	}
 	if (eof) {
 		out->flags |= EV_EOF;
-		if ((revents & EPOLLERR) && fe->fe_type >= FT_STREAM && fe->fe_type <= FT_DGRAM)
+		/* Reading SO_ERROR clears it on Linux: only READ reports it (as
+		 * FreeBSD documents), so a WRITE event of a failed non-blocking
+		 * connect() leaves the error for the usual getsockopt check. */
+		if ((revents & EPOLLERR) && kn->kn_filter == EVFILT_READ &&
+		    fe->fe_type >= FT_STREAM && fe->fe_type <= FT_DGRAM)
 			out->fflags = sock_error(fd);
 	}
 	return ready || (kn->kn_status & KN_FORCED);
@@ -428,11 +432,13 @@ out:
 }
 
 /* A member's group was released: replay it if it was parked, re-arm it. */
-void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend)
+void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
+                           bool pend)
 {
 	struct kq_fdent *fe = kn->kn_u.fe;
 	pthread_mutex_lock(&fe->fe_lock);
-	if (kn->kn_aux && kn->kn_aux->group == g && (kn->kn_status & KN_ATTACHED)) {
+	if (kn->kn_aux && kn->kn_aux->group == g && kn->kn_aux->group_gen == gen &&
+	    (kn->kn_status & KN_ATTACHED)) {
 		if (pend && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 			fd_queue(kq, kn);
 		fe_sync(kq, fe);

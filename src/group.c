@@ -268,9 +268,9 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	pthread_mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (m[i]->kn_isfd)
-			kq__fd_group_released(kq, m[i], g, pend[i]);
+			kq__fd_group_released(kq, m[i], g, gen, pend[i]);
 		else
-			kq__generic_group_released(kq, m[i], g, pend[i]);
+			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
 	}
 	if (m != stackbuf) {
 		free(m);

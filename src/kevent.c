@@ -128,11 +128,12 @@ out:
 }
 
 /* A member's group was released: replay it if it was parked. */
-void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend)
+void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
+                                bool pend)
 {
 	pthread_mutex_lock(&kq->kq_lock);
-	if (pend && kn->kn_aux && kn->kn_aux->group == g && (kn->kn_status & KN_ACTIVE) &&
-	    !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
+	if (pend && kn->kn_aux && kn->kn_aux->group == g && kn->kn_aux->group_gen == gen &&
+	    (kn->kn_status & KN_ACTIVE) && !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
 		kq__enqueue(kq, kn);
 		kq__wake(kq);
 	}

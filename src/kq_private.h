@@ -211,8 +211,10 @@ void kq__group_fork(struct kq *kq);
 void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg);
 void kq__timer_fork(struct kq *kq);
 int kq__signal_fork(struct kq *kq);
-void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
-void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, bool pend);
+void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
+                           bool pend);
+void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
+                                bool pend);
 
 /* kqueue.c */
 struct kq *kq__get(int fd); /* takes a reference, NULL: EBADF */
