@@ -111,11 +111,13 @@ static void periodic_timer_counts_expirations_since_last_delivery(void)
 static void zero_period_counts_as_one_unit(void)
 {
 	int kq = kq_new();
+	double t0 = now_ms();
 	KOK(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_MSECONDS, 0, NULL);
 	usleep(30000);
 	struct kevent e = EXPECT_ONE(kq, 1, EVFILT_TIMER, 0);
+	double el = now_ms() - t0; /* a loaded machine oversleeps */
 	CHECK(e.data >= 10);
-	CHECK(e.data <= 32);
+	CHECK(e.data <= (long long)el + 2);
 	close(kq);
 }
 
