@@ -1,5 +1,6 @@
 /* B1 pipe storm on Baton's kqueue API: EVFILT_READ, level-triggered, one
- * kevent() call per loop iteration with a batch of events. */
+ * kevent() call per loop iteration with a batch of events.  -N registers
+ * with NOTE_NODATA (no FIONREAD per event; reported as impl=baton_nodata). */
 #include <sys/event.h>
 
 #include "b1_ring.h"
@@ -17,7 +18,8 @@ static void b1_register(void)
 	if (kq < 0)
 		die("kqueue");
 	for (i = 0; i < b1.n; i++) {
-		EV_SET(&chg[nchg], b1.rfd[i], EVFILT_READ, EV_ADD, 0, 0,
+		EV_SET(&chg[nchg], b1.rfd[i], EVFILT_READ, EV_ADD,
+		       b1.nodata ? NOTE_NODATA : 0, 0,
 		       (void *)(intptr_t)i);
 		if (++nchg == 256 || i + 1 == b1.n) {
 			if (kevent(kq, chg, nchg, NULL, 0, NULL) < 0)
@@ -52,5 +54,6 @@ static void b1_loop(void)
 
 int main(int argc, char **argv)
 {
+	b1.nodata_ok = 1;
 	return b1_main(argc, argv, "baton");
 }

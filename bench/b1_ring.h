@@ -34,6 +34,8 @@ static struct {
 	long fired;         /* bytes written this run */
 	long left;          /* write budget left */
 	long failures;
+	int nodata_ok;      /* set by a program that has -N (Baton) */
+	int nodata;         /* -N: register with NOTE_NODATA */
 } b1;
 
 static const char *const b1_kind_name[] = { "pipe", "sock", "sock2" };
@@ -63,7 +65,8 @@ static void b1_loop(void);
 static void b1_usage(void)
 {
 	fprintf(stderr, "usage: b1_* [-n watched_fds] [-a active] [-w writes] "
-		"[-r timed_runs] [-t pipe|sock|sock2]\n");
+		"[-r timed_runs] [-t pipe|sock|sock2]%s\n",
+		b1.nodata_ok ? " [-N (NOTE_NODATA)]" : "");
 	exit(2);
 }
 
@@ -124,6 +127,10 @@ static int b1_main(int argc, char **argv, const char *impl)
 	b1.reps = 5;
 	b1.kind = B1_PIPE;
 	for (i = 1; i < argc; i++) {
+		if (b1.nodata_ok && !strcmp(argv[i], "-N")) {
+			b1.nodata = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			b1_usage();
 		if (!strcmp(argv[i], "-n"))
@@ -164,9 +171,10 @@ static int b1_main(int argc, char **argv, const char *impl)
 	}
 	if (b1.failures)
 		fprintf(stderr, "b1 %s: %ld failed reads/writes\n", impl, b1.failures);
-	printf("RESULT cfg=b1/%s/n%d/a%d impl=%s ns_per_event=%.1f "
+	printf("RESULT cfg=b1/%s/n%d/a%d impl=%s%s ns_per_event=%.1f "
 	       "ns_per_event_min=%.1f events=%ld failures=%ld fds=%ld\n",
 	       b1_kind_name[b1.kind], b1.n, b1.a, impl,
+	       b1.nodata ? "_nodata" : "",
 	       median_d(per_event, b1.reps), best, b1.count, b1.failures,
 	       count_fds());
 	fflush(stdout);

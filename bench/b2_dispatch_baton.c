@@ -1,7 +1,7 @@
 /* B2 on Baton: T threads on one kqueue, EVFILT_READ|EV_DISPATCH on both
  * ends of every socketpair.  A handled socket is re-enabled with EV_ENABLE
  * folded into the changelist of the thread's next kevent() call, together
- * with the wait. */
+ * with the wait.  -N registers with NOTE_NODATA (impl=baton_nodata). */
 #include <sys/event.h>
 
 #include "b2_pingpong.h"
@@ -17,8 +17,8 @@ static void b2_setup_queue(void)
 	if (kq < 0)
 		die("kqueue");
 	for (i = 0; i < 2 * b2.pairs; i++) {
-		EV_SET(&kev, b2.socks[i].fd, EVFILT_READ, EV_ADD | EV_DISPATCH, 0,
-		       0, &b2.socks[i]);
+		EV_SET(&kev, b2.socks[i].fd, EVFILT_READ, EV_ADD | EV_DISPATCH,
+		       b2.nodata ? NOTE_NODATA : 0, 0, &b2.socks[i]);
 		if (kevent(kq, &kev, 1, NULL, 0, NULL) < 0)
 			die("kevent(EV_ADD)");
 	}
@@ -66,5 +66,6 @@ static void *b2_worker(void *arg)
 
 int main(int argc, char **argv)
 {
+	b2.nodata_ok = 1;
 	return b2_main(argc, argv, "baton");
 }

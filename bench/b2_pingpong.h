@@ -45,6 +45,8 @@ static struct {
 	struct b2_thread *th;
 	atomic_int stop;
 	atomic_long total; /* only with max_events */
+	int nodata_ok;     /* set by a program that has -N (Baton) */
+	int nodata;        /* -N: register with NOTE_NODATA */
 } b2;
 
 static void b2_setup_queue(void);
@@ -106,7 +108,8 @@ static void b2_sleep_ms(long ms)
 static void b2_usage(void)
 {
 	fprintf(stderr, "usage: b2_* [-T threads] [-s pairs] [-b batch] "
-		"[-d duration_ms] [-W warmup_ms] [-e max_events]\n");
+		"[-d duration_ms] [-W warmup_ms] [-e max_events]%s\n",
+		b2.nodata_ok ? " [-N (NOTE_NODATA)]" : "");
 	exit(2);
 }
 
@@ -129,6 +132,10 @@ static int b2_main(int argc, char **argv, const char *impl)
 	b2.duration_ms = 1000;
 	b2.warmup_ms = 200;
 	for (i = 1; i < argc; i++) {
+		if (b2.nodata_ok && !strcmp(argv[i], "-N")) {
+			b2.nodata = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			b2_usage();
 		if (!strcmp(argv[i], "-T"))
@@ -199,10 +206,10 @@ static int b2_main(int argc, char **argv, const char *impl)
 		empty += b2.th[i].empty;
 		errors += b2.th[i].errors;
 	}
-	printf("RESULT cfg=b2/s%d/b%d/T%d impl=%s events_per_s=%.0f "
+	printf("RESULT cfg=b2/s%d/b%d/T%d impl=%s%s events_per_s=%.0f "
 	       "i1_violations=%ld dup_deliveries=%ld empty_reads=%ld "
 	       "errors=%ld events=%ld\n",
-	       b2.pairs, b2.batch, b2.threads, impl,
+	       b2.pairs, b2.batch, b2.threads, impl, b2.nodata ? "_nodata" : "",
 	       (double)(e1 - e0) * 1e9 / (double)(t1 - t0), i1, dup, empty,
 	       errors, e1 - e0);
 	fflush(stdout);

@@ -7,9 +7,14 @@
 #   json    the "results", "ratios", "checks" and "failures" arrays of
 #           latest.json (the caller wraps them);
 #   table   TSV: cfg metric impl median min max n ratio_median
-#           (ratio_median = median over rounds of baton/impl, "-" for baton)
-# Per-round ratios are baton/peer from the same round (lower is better for
-# every metric except events_per_s, where higher is).
+#           ratio_nodata_median
+#           (ratio_median = median over rounds of baton/impl,
+#           ratio_nodata_median = the same for baton_nodata/impl; "-" for
+#           Baton's own rows and where there is no such run)
+# Per-round ratios are baton/peer and baton_nodata/peer from the same round
+# (lower is better for every metric except events_per_s, where higher is).
+# Baton's variants are the impls whose name starts with "baton" (baton:
+# exact FreeBSD data; baton_nodata: NOTE_NODATA); every other impl is a peer.
 
 function isnum(v) { return v ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/ }
 
@@ -35,7 +40,7 @@ BEGIN {
 	split("ns_per_event events_per_s rtt_ns add_ns cancel_ns fire_cpu_ns " \
 	      "late_p99_us rss_per_timer_b fds_used instr_per_event", r, " ")
 	for (i in r) ratio_metric[r[i]] = 1
-	split("i1_violations dup_deliveries errors failures bad_expiries", c, " ")
+	split("i1_violations dup_deliveries g1_violations errors failures bad_expiries", c, " ")
 	for (i in c) check_metric[c[i]] = 1
 	nfail = 0
 }
@@ -94,25 +99,28 @@ END {
 				for (j = 1; j <= n; j++) tmp[j] = val[cfg, im, m, j]
 				med = median(tmp, n)
 				lo = tmp[1]; hi = tmp[n]
-				rmed = "-"
-				if ((m in ratio_metric) && im != "baton") {
-					nr = 0
-					for (rd = 1; rd <= maxround; rd++)
-						if (((cfg, "baton", m, rd) in byround) &&
-						    ((cfg, im, m, rd) in byround) &&
-						    byround[cfg, im, m, rd] != 0)
-							rr[++nr] = byround[cfg, "baton", m, rd] / byround[cfg, im, m, rd]
-					if (nr > 0) {
-						rmed = median(rr, nr)
-						ratio[++nrat] = sprintf("{\"cfg\":%s,\"metric\":%s,\"peer\":%s,\"higher_is_better\":%s,\"median_ratio\":%s,\"min_ratio\":%s,\"max_ratio\":%s,\"rounds\":%d}",
-							jstr(cfg), jstr(m), jstr(im), (m == "events_per_s") ? "true" : "false",
-							jnum(rmed), jnum(rr[1]), jnum(rr[nr]), nr)
+				rmed = "-"; rnd = "-"
+				if ((m in ratio_metric) && im !~ /^baton/) {
+					for (bi = 1; bi <= 2; bi++) {
+						bv = (bi == 1) ? "baton" : "baton_nodata"
+						nr = 0
+						for (rd = 1; rd <= maxround; rd++)
+							if (((cfg, bv, m, rd) in byround) &&
+							    ((cfg, im, m, rd) in byround) &&
+							    byround[cfg, im, m, rd] != 0)
+								rr[++nr] = byround[cfg, bv, m, rd] / byround[cfg, im, m, rd]
+						if (nr == 0) continue
+						x = median(rr, nr)
+						if (bi == 1) rmed = x; else rnd = x
+						ratio[++nrat] = sprintf("{\"cfg\":%s,\"metric\":%s,\"baton\":%s,\"peer\":%s,\"higher_is_better\":%s,\"median_ratio\":%s,\"min_ratio\":%s,\"max_ratio\":%s,\"rounds\":%d}",
+							jstr(cfg), jstr(m), jstr(bv), jstr(im), (m == "events_per_s") ? "true" : "false",
+							jnum(x), jnum(rr[1]), jnum(rr[nr]), nr)
 					}
 				}
 				res[++nres] = sprintf("{\"cfg\":%s,\"impl\":%s,\"metric\":%s,\"median\":%s,\"min\":%s,\"max\":%s,\"rounds\":%d}",
 					jstr(cfg), jstr(im), jstr(m), jnum(med), jnum(lo), jnum(hi), n)
 				if (out == "table")
-					printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", cfg, m, im, jnum(med), jnum(lo), jnum(hi), n, (rmed == "-") ? "-" : jnum(rmed)
+					printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cfg, m, im, jnum(med), jnum(lo), jnum(hi), n, (rmed == "-") ? "-" : jnum(rmed), (rnd == "-") ? "-" : jnum(rnd)
 			}
 			for (ii = 1; ii <= ni; ii++) {
 				im = il[ii]
