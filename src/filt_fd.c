@@ -309,9 +309,9 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 		fd_detach(kq, kn);
 	} else if (kn->kn_flags & EV_DISPATCH) {
 		kn->kn_status |= KN_DISABLED;
-	} else if (!(kn->kn_flags & EV_CLEAR) &&
+	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) &&
 	           (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
-		fd_queue(kq, kn);
+		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
 	}
 }
 
@@ -340,6 +340,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	pthread_mutex_lock(&fe->fe_lock);
 	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
 	bool exists = kn->kn_status & KN_ATTACHED;
+	uint16_t status0 = kn->kn_status;
+	unsigned short flags0 = kn->kn_flags;
 	/*
 	 * An fd with a knote is open: close() would have removed the knote.
 	 * Only an fd we know nothing of costs a system call to check (the
@@ -411,7 +413,13 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (recheck && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
 sync:
-	err = fe_sync(kq, fe);
+	/* A change that changed nothing (EV_ENABLE releasing a group) needs
+	 * no registration work; the release does its own. */
+	if (!(kev->flags & (EV_ADD | EV_DELETE)) && kn->kn_status == status0 &&
+	    kn->kn_flags == flags0)
+		err = 0;
+	else
+		err = fe_sync(kq, fe);
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
 		fe->fe_type = FT_REGULAR;
@@ -431,18 +439,34 @@ out:
 	return err;
 }
 
-/* A member's group was released: replay it if it was parked, re-arm it. */
-void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
-                           bool pend)
+/* A member's group was released: re-arm it, replay it if it was parked. */
+static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
+                           struct knote *kn, bool pend)
 {
-	struct kq_fdent *fe = kn->kn_u.fe;
+	if (!kn || !kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
+	    !(kn->kn_status & KN_ATTACHED))
+		return;
+	/*
+	 * The re-armed registration makes the kernel report the knote if it
+	 * is ready; only what it cannot cover is re-checked through the ready
+	 * queue (a poll() each): forced knotes, files, edge registrations
+	 * that were not modified.
+	 */
+	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
+	               (fe->fe_regmask & kn_interest(kn));
+	if ((pend || fe->fe_type == FT_REGULAR) && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)) &&
+	    ((kn->kn_status & KN_FORCED) || !covered))
+		fd_queue(kq, kn);
+}
+
+/* Members a and b (b may be NULL) of one fd were released together. */
+void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
+                           struct knote *a, bool pend_a, struct knote *b, bool pend_b)
+{
 	pthread_mutex_lock(&fe->fe_lock);
-	if (kn->kn_aux && kn->kn_aux->group == g && kn->kn_aux->group_gen == gen &&
-	    (kn->kn_status & KN_ATTACHED)) {
-		if (pend && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-			fd_queue(kq, kn);
-		fe_sync(kq, fe);
-	}
+	fe_sync(kq, fe);
+	group_released(kq, fe, g, gen, a, pend_a);
+	group_released(kq, fe, g, gen, b, pend_b);
 	pthread_mutex_unlock(&fe->fe_lock);
 }
 

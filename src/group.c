@@ -267,10 +267,15 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	}
 	pthread_mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {
-		if (m[i]->kn_isfd)
-			kq__fd_group_released(kq, m[i], g, gen, pend[i]);
-		else
+		if (!m[i]->kn_isfd) {
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
+			continue;
+		}
+		/* A socket's READ and WRITE joined together: one lock, one sync. */
+		bool pair = i + 1 < n && m[i + 1]->kn_isfd && m[i + 1]->kn_u.fe == m[i]->kn_u.fe;
+		kq__fd_group_released(kq, m[i]->kn_u.fe, g, gen, m[i], pend[i],
+		                      pair ? m[i + 1] : NULL, pair && pend[i + 1]);
+		i += pair;
 	}
 	if (m != stackbuf) {
 		free(m);

@@ -211,8 +211,8 @@ void kq__group_fork(struct kq *kq);
 void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg);
 void kq__timer_fork(struct kq *kq);
 int kq__signal_fork(struct kq *kq);
-void kq__fd_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
-                           bool pend);
+void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
+                           struct knote *a, bool pend_a, struct knote *b, bool pend_b);
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
                                 bool pend);
 
