@@ -106,6 +106,7 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		if (fe->fe_inepoll && fe->fe_armed) {
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 			fe->fe_inepoll = false;
+			fe->fe_gen++; /* a report already taken is stale now (I4) */
 		}
 		return err == -ENOENT || err == -EBADF ? 0 : err;
 	}
@@ -308,7 +309,8 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
 		fd_detach(kq, kn);
 	} else if (kn->kn_flags & EV_DISPATCH) {
-		kn->kn_status |= KN_DISABLED;
+		if (!KQ_BROKEN(KQ_BREAK_I1)) /* broken: stays armed for others */
+			kn->kn_status |= KN_DISABLED;
 	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) &&
 	           (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
 		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
@@ -454,8 +456,10 @@ static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 	 */
 	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
 	               (fe->fe_regmask & kn_interest(kn));
-	if ((pend || fe->fe_type == FT_REGULAR) && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)) &&
-	    ((kn->kn_status & KN_FORCED) || !covered))
+	bool replay = fe->fe_type == FT_REGULAR ||
+	              (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
+	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
+	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
 }
 
@@ -543,6 +547,10 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
 		goto out;
 	kn->kn_status &= ~KN_ACTIVE;
+	/* On an edge registration an edge that came while we polled went to
+	 * a thread that skipped this (ACTIVE) knote: look again, now. */
+	if (fe_edge(fe) && poll(&pfd, 1, 0) < 0)
+		pfd.revents = 0;
 	if (pfd.revents & POLLNVAL)
 		goto out;
 	/* A file at EOF must hear when it grows: watch it before looking. */
@@ -607,8 +615,8 @@ void kq__fd_close(struct kq *kq, int fd)
 			any = true;
 		}
 	}
+	fe->fe_gen++; /* whatever was reported for the old file is stale */
 	if (any || fe->fe_inepoll) {
-		fe->fe_gen++;
 		if (fe->fe_inepoll)
 			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 		fe->fe_inepoll = false;

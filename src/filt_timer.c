@@ -86,7 +86,7 @@ static int timer_start(struct kq *kq, struct knote *kn)
 
 static int timer_attach(struct kq *kq, struct knote *kn)
 {
-	kn->kn_u.tm.heapidx = NO_IDX;
+	kn->kn_heapidx = NO_IDX;
 	kn->kn_data = 0;
 	return timer_start(kq, kn);
 }

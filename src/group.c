@@ -207,9 +207,9 @@ out:
 bool kq__group_take(struct knote *kn)
 {
 	struct kq_group *g = kn->kn_aux->group;
-	uint32_t me = kq__call_token;
+	uint64_t me = kq__call_token;
 	pthread_mutex_lock(&g->g_lock);
-	uint32_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
+	uint64_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
 	bool ok = holder == 0 || holder == me || KQ_BROKEN(KQ_BREAK_G1) ||
 	          (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
 	if (ok)

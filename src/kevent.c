@@ -167,7 +167,7 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 		if (fop->f_clear)
 			fop->f_clear(kq, kn);
 	}
-	if (kn->kn_flags & EV_DISPATCH)
+	if ((kn->kn_flags & EV_DISPATCH) && !KQ_BROKEN(KQ_BREAK_I1))
 		kn->kn_status |= KN_DISABLED;
 	else if (kn->kn_status & KN_ACTIVE)
 		kq__enqueue(kq, kn); /* level-triggered: back of the queue */
@@ -321,17 +321,21 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 	return n;
 }
 
-_Thread_local uint32_t kq__call_token;
+_Thread_local uint64_t kq__call_token;
 
-/* Thread number in the top 12 bits, a call counter below: never 0. */
-static uint32_t next_call_token(void)
+/*
+ * 64-bit tokens from a process-wide counter, taken by each thread in blocks
+ * so calls do not share a cache line: never 0, never reused.
+ */
+static uint64_t next_call_token(void)
 {
-	static atomic_uint threads;
-	static _Thread_local uint32_t me, calls;
-	if (!me)
-		me = (atomic_fetch_add(&threads, 1) % 4095 + 1) << 20;
-	calls = (calls + 1) & 0xfffff;
-	return me | calls;
+	static atomic_ullong blocks;
+	static _Thread_local uint64_t next, end;
+	if (next == end) {
+		next = atomic_fetch_add_explicit(&blocks, 1, memory_order_relaxed) * 65536 + 1;
+		end = next + 65535;
+	}
+	return next++;
 }
 
 static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, struct kevent *events,

@@ -48,7 +48,7 @@ struct kq_group {
 	pthread_mutex_t g_lock;
 	uint64_t g_id;            /* constant while alive; 0 for a knote's own group */
 	atomic_uint g_gen;        /* bumped when the group is created */
-	atomic_uint g_holder;     /* g_lock to change; call token of the holder, 0 free */
+	atomic_ullong g_holder;   /* g_lock to change; call token of the holder, 0 free */
 	uint32_t g_nmembers;      /* g_lock */
 	struct knote *g_members;  /* g_lock */
 	struct kq_group *g_hnext; /* kq_glock: hash chain, or the free list */
@@ -70,15 +70,15 @@ struct knote {
 	unsigned short kn_flags; /* KN_KEPT_FLAGS subset */
 	uint32_t kn_sfflags;     /* fflags given by the last change */
 	uint16_t kn_status;
-	bool kn_queued;      /* on kq_ready (kq_lock) */
-	bool kn_isfd;        /* constant: embedded in a kq_fdent */
-	atomic_uint kn_seen; /* token of the kevent() call that last delivered it */
-	int64_t kn_data;     /* accumulated data: expirations, signal count */
+	bool kn_queued;        /* on kq_ready (kq_lock) */
+	bool kn_isfd;          /* constant: embedded in a kq_fdent */
+	uint32_t kn_heapidx;   /* timers: index in kq_timers, UINT32_MAX if none */
+	atomic_ullong kn_seen; /* token of the kevent() call that last delivered it */
+	int64_t kn_data;       /* accumulated data: expirations, signal count */
 	union {
 		struct {
 			int64_t deadline; /* CLOCK_MONOTONIC ns */
 			int64_t period;   /* ns, 0 for a oneshot/absolute timer */
-			uint32_t heapidx; /* index in kq_timers, UINT32_MAX if none */
 		} tm;
 		struct {
 			uint32_t triggered;
@@ -147,15 +147,15 @@ struct kq_fdtable;
 
 /* Per-kqueue state.  See docs/design.md for the lock order. */
 struct kq {
-	int kq_fd;     /* the user's number: the epoll fd */
-	int kq_epfd;   /* private dup of kq_fd, used by every call */
-	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
+	atomic_int kq_refs; /* first: kq_alloc() clears what follows only */
+	int kq_fd;          /* the user's number: the epoll fd */
+	int kq_epfd;        /* private dup of kq_fd, used by every call */
+	int kq_wakefd;      /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
 	int kq_live_slot;    /* index in the live list (kqueue.c) */
-	atomic_int kq_refs;  /* kevent() calls in flight + 1 per table name */
 	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead; /* close() was called */
 
@@ -222,7 +222,7 @@ void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq);                        /* a waiter should look at kq_ready (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
-extern _Thread_local uint32_t kq__call_token;        /* this kevent() call, never 0 */
+extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
 int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);

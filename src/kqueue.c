@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,10 +252,10 @@ static struct kq *kq_alloc(void)
 		if (!kq)
 			return NULL;
 	} else {
-		/* Keep kq_refs: a late kq__get() may hold a transient ref. */
-		int refs = atomic_load(&kq->kq_refs);
-		memset(kq, 0, sizeof(*kq));
-		atomic_store(&kq->kq_refs, refs);
+		/* Keep kq_refs (the first field): a late kq__get() may be
+		 * adding a transient reference to it right now. */
+		memset((char *)kq + offsetof(struct kq, kq_fd), 0,
+		       sizeof(*kq) - offsetof(struct kq, kq_fd));
 	}
 	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd = -1;
 	kq->kq_live_slot = -1;

@@ -20,7 +20,7 @@ int64_t kq__now_ns(void)
 static void place(struct kq *kq, uint32_t i, struct knote *kn)
 {
 	kq->kq_timers[i] = kn;
-	kn->kn_u.tm.heapidx = i;
+	kn->kn_heapidx = i;
 }
 
 static void sift_up(struct kq *kq, uint32_t i)
@@ -65,16 +65,16 @@ int kq__theap_insert(struct kq *kq, struct knote *kn)
 		kq->kq_timercap = cap;
 	}
 	place(kq, kq->kq_ntimers++, kn);
-	sift_up(kq, kn->kn_u.tm.heapidx);
+	sift_up(kq, kn->kn_heapidx);
 	return 0;
 }
 
 void kq__theap_remove(struct kq *kq, struct knote *kn)
 {
-	uint32_t i = kn->kn_u.tm.heapidx;
+	uint32_t i = kn->kn_heapidx;
 	if (i == NO_IDX)
 		return;
-	kn->kn_u.tm.heapidx = NO_IDX;
+	kn->kn_heapidx = NO_IDX;
 	struct knote *last = kq->kq_timers[--kq->kq_ntimers];
 	if (last == kn)
 		return;
@@ -84,8 +84,8 @@ void kq__theap_remove(struct kq *kq, struct knote *kn)
 
 void kq__theap_fix(struct kq *kq, struct knote *kn)
 {
-	sift_up(kq, kn->kn_u.tm.heapidx);
-	sift_down(kq, kn->kn_u.tm.heapidx);
+	sift_up(kq, kn->kn_heapidx);
+	sift_down(kq, kn->kn_heapidx);
 }
 
 struct knote *kq__theap_min(struct kq *kq)
