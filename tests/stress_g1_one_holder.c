@@ -295,12 +295,7 @@ static void run(int nthreads)
 
 int main(void)
 {
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "one holder, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run(stress_threads[i]);
-	}
+	stress_phases("one holder", run);
 	alarm(0);
 	fprintf(stderr, "stress_g1_one_holder: no violation\n");
 	return 0;

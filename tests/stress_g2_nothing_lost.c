@@ -415,12 +415,7 @@ static void run(int nthreads)
 
 int main(void)
 {
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "nothing lost, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run(stress_threads[i]);
-	}
+	stress_phases("nothing lost", run);
 	alarm(0);
 	fprintf(stderr, "stress_g2_nothing_lost: no violation\n");
 	return 0;

@@ -393,12 +393,7 @@ static void run(int nthreads)
 
 int main(void)
 {
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "forced once, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run(stress_threads[i]);
-	}
+	stress_phases("forced once", run);
 	alarm(0);
 	fprintf(stderr, "stress_g3_forced_once: no violation\n");
 	return 0;

@@ -358,15 +358,8 @@ static void run_oneshot(int nthreads)
 
 int main(void)
 {
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "dispatch, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run_dispatch(stress_threads[i]);
-		snprintf(name, sizeof name, "oneshot, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run_oneshot(stress_threads[i]);
-	}
+	stress_phases("dispatch", run_dispatch);
+	stress_phases("oneshot", run_oneshot);
 	alarm(0);
 	fprintf(stderr, "stress_i1_dispatch_one_thread: no violation\n");
 	return 0;

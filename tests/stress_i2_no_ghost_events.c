@@ -315,12 +315,7 @@ int main(void)
 	stress_watchdog("prelude", 60);
 	prelude();
 	fprintf(stderr, "   prelude: ok\n");
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "%d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run(stress_threads[i]);
-	}
+	stress_phases("ghosts", run);
 	alarm(0);
 	fprintf(stderr, "stress_i2_no_ghost_events: no violation\n");
 	return 0;

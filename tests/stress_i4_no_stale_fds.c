@@ -388,12 +388,7 @@ int main(void)
 	for (int h = 0; h < NHOW; h++)
 		prelude_one((enum how)h);
 	fprintf(stderr, "   prelude: close, dup2, dup3, close_range ok\n");
-	char name[64];
-	for (int i = 0; i < STRESS_NTHREADS; i++) {
-		snprintf(name, sizeof name, "churn, %d threads", stress_threads[i]);
-		stress_watchdog(name, 60);
-		run(stress_threads[i]);
-	}
+	stress_phases("churn", run);
 	alarm(0);
 	fprintf(stderr, "stress_i4_no_stale_fds: no violation\n");
 	return 0;

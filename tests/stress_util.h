@@ -179,4 +179,15 @@ static inline void stress_sleep_us(long us)
 	}
 }
 
+/* Runs one phase of a stress test at each thread count, under the watchdog. */
+static inline void stress_phases(const char *what, void (*run)(int nthreads))
+{
+	char name[64];
+	for (int i = 0; i < STRESS_NTHREADS; i++) {
+		snprintf(name, sizeof name, "%s, %d threads", what, stress_threads[i]);
+		stress_watchdog(name, 60);
+		run(stress_threads[i]);
+	}
+}
+
 #endif
