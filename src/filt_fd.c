@@ -379,6 +379,9 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 			goto out;
 		}
 	}
+	/* Every change but EV_DELETE carries udata, EV_ENABLE included. */
+	if (exists && !(kev->flags & EV_KEEPUDATA))
+		kn->kn_udata = kev->udata;
 	/* EV_ENABLE of a serial member releases its group, after our lock. */
 	if ((kev->flags & EV_ENABLE) && kn_serial(kn))
 		release = kq__group_of(kn, &rgen);

@@ -30,6 +30,9 @@ static int check_flags(unsigned flags)
 		return -EINVAL;
 	if ((flags & EV_DELETE) && (flags & (EV_ADD | EV_ENABLE | EV_DISABLE)))
 		return -EINVAL;
+	/* A new knote needs a udata; FreeBSD rejects the pair for any knote. */
+	if ((flags & EV_ADD) && (flags & EV_KEEPUDATA))
+		return -EINVAL;
 	return 0;
 }
 
@@ -99,6 +102,9 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 			goto out; /* EBUSY: nothing changed */
 		if (kev->flags & EV_ADD)
 			kq__knote_set(kn, kev, false);
+		/* Every change but EV_DELETE carries udata (nginx triggers with it). */
+		if (!(kev->flags & EV_KEEPUDATA))
+			kn->kn_udata = kev->udata;
 		/* Any change reaches f_touch: NOTE_TRIGGER needs no EV_ADD. */
 		if (fop->f_touch && (err = fop->f_touch(kq, kn, kev)))
 			goto out;
