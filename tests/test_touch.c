@@ -3,11 +3,13 @@
  * kqueue_register): udata is set by every change but EV_DELETE unless
  * EV_KEEPUDATA; a re-add takes udata, fflags and data but keeps the knote's
  * EV_CLEAR, EV_ONESHOT, EV_DISPATCH and EV_RECEIPT, and ext[] as first
- * given; only EV_FORCEONESHOT adds EV_ONESHOT.
- * (CONTRACT.md "Changes", "Returned events".)
+ * given; only EV_FORCEONESHOT adds EV_ONESHOT.  Also the order of change
+ * application and timeout checking in kevent(), and huge timeouts.
+ * (CONTRACT.md "Changes", "Returned events", "Waiting".)
  */
 #include "util.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -216,6 +218,74 @@ static void signal_readd_without_clear_stays_clear(void)
 		;
 }
 
+/* ---- timeouts (item 12) ---- */
+
+static void invalid_timeout_applies_the_changes_first(void)
+{
+	int kq = kq_new();
+	struct kevent ch, ev[2];
+	struct timespec bad[] = {{-1, 0}, {0, -1}, {0, 1000000000L}};
+	for (unsigned i = 0; i < 3; i++) {
+		EV_SET(&ch, 10 + i, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+		errno = 0;
+		CHECK_EQ(kevent(kq, &ch, 1, ev, 2, &bad[i]), -1);
+		CHECK_EQ(errno, EINVAL);
+		EXPECT_ONE(kq, 10 + i, EVFILT_USER, 0);
+		KOK(kq, 10 + i, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	}
+	/* nevents 0: nothing to wait for, the timeout is not looked at */
+	EV_SET(&ch, 20, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+	CHECK_EQ(kevent(kq, &ch, 1, NULL, 0, &bad[0]), 0);
+	EXPECT_ONE(kq, 20, EVFILT_USER, 0);
+	/* a receipt is returned before any wait */
+	EV_SET(&ch, 21, EVFILT_USER, EV_ADD | EV_RECEIPT, 0, 0, UD(9));
+	CHECK_EQ(kevent(kq, &ch, 1, ev, 2, &bad[0]), 1);
+	CHECK_EQ(ev[0].flags, EV_ERROR);
+	CHECK_EQ(ev[0].data, 0);
+	close(kq);
+}
+
+struct trig {
+	int kq;
+	int ms;
+};
+
+static void *trigger_later(void *arg)
+{
+	struct trig *t = arg;
+	usleep((useconds_t)t->ms * 1000);
+	KOK(t->kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+	return NULL;
+}
+
+static void huge_timeouts_wait_forever(void)
+{
+	struct timespec huge[] = {
+	        {INT64_MAX, 0},     {INT64_MAX, 999999999},
+	        {18446744073LL, 0}, {(int64_t)INT32_MAX + 1, 0},
+	        {INT32_MAX, 0},
+	};
+	for (unsigned i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+		int kq = kq_new();
+		KOK(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+		struct trig t = {kq, 100};
+		pthread_t th;
+		CHECK(pthread_create(&th, NULL, trigger_later, &t) == 0);
+		double t0 = now_ms();
+		struct kevent ev;
+		int n = kevent(kq, NULL, 0, &ev, 1, &huge[i]);
+		double el = now_ms() - t0;
+		CHECK(pthread_join(th, NULL) == 0);
+		if (n != 1)
+			fprintf(stderr, "timeout {%lld, %ld}: returned %d after %.0f ms\n",
+			        (long long)huge[i].tv_sec, huge[i].tv_nsec, n, el);
+		CHECK_EQ(n, 1);
+		CHECK_EQ(ev.ident, 1);
+		CHECK(el >= 80);
+		close(kq);
+	}
+}
+
 /* argv[1], if given, names the one behaviour to run (to see each fail alone). */
 static const char *only;
 #define TRY(fn)                                      \
@@ -235,5 +305,7 @@ int main(int argc, char **argv)
 	TRY(readd_keeps_ext);
 	TRY(forceoneshot_survives_a_readd);
 	TRY(signal_readd_without_clear_stays_clear);
+	TRY(invalid_timeout_applies_the_changes_first);
+	TRY(huge_timeouts_wait_forever);
 	return 0;
 }
