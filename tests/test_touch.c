@@ -4,7 +4,8 @@
  * EV_KEEPUDATA; a re-add takes udata, fflags and data but keeps the knote's
  * EV_CLEAR, EV_ONESHOT, EV_DISPATCH and EV_RECEIPT, and ext[] as first
  * given; only EV_FORCEONESHOT adds EV_ONESHOT.  Also the order of change
- * application and timeout checking in kevent(), and huge timeouts.
+ * application and timeout checking in kevent(), huge timeouts, an fd number
+ * past the fd limit, and NOTE_ABSTIME timers that stay active once expired.
  * (CONTRACT.md "Changes", "Returned events", "Waiting".)
  */
 #include "util.h"
@@ -286,6 +287,19 @@ static void huge_timeouts_wait_forever(void)
 	}
 }
 
+/* ---- fd numbers (item 13) ---- */
+
+static void add_past_the_fd_limit_is_ebadf(void)
+{
+	int kq = kq_new();
+	uintptr_t big[] = {(uintptr_t)1 << 30, (uintptr_t)INT32_MAX, (uintptr_t)INT32_MAX - 1};
+	for (unsigned i = 0; i < 3; i++) {
+		CHECK_EQ(kchange_err(kq, big[i], EVFILT_READ, EV_ADD, 0, 0), EBADF);
+		CHECK_EQ(kchange_err(kq, big[i], EVFILT_WRITE, EV_ADD, 0, 0), EBADF);
+	}
+	close(kq);
+}
+
 /* argv[1], if given, names the one behaviour to run (to see each fail alone). */
 static const char *only;
 #define TRY(fn)                                      \
@@ -307,5 +321,6 @@ int main(int argc, char **argv)
 	TRY(signal_readd_without_clear_stays_clear);
 	TRY(invalid_timeout_applies_the_changes_first);
 	TRY(huge_timeouts_wait_forever);
+	TRY(add_past_the_fd_limit_is_ebadf);
 	return 0;
 }
