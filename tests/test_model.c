@@ -280,7 +280,8 @@ static void deliver(int s)
 		k->armed = A_NO;
 	if (slots[s].kind == K_USER && (k->flags & EV_CLEAR))
 		k->triggered = false;
-	if (slots[s].kind == K_TIMER)
+	/* an absolute timer has no EV_CLEAR: it stays active (FreeBSD) */
+	if (slots[s].kind == K_TIMER && (k->flags & EV_CLEAR))
 		k->tpending = false;
 }
 

@@ -287,7 +287,7 @@ static void huge_timeouts_wait_forever(void)
 	}
 }
 
-/* ---- fd numbers (item 13) ---- */
+/* ---- fd numbers and timers (item 13) ---- */
 
 static void add_past_the_fd_limit_is_ebadf(void)
 {
@@ -297,6 +297,30 @@ static void add_past_the_fd_limit_is_ebadf(void)
 		CHECK_EQ(kchange_err(kq, big[i], EVFILT_READ, EV_ADD, 0, 0), EBADF);
 		CHECK_EQ(kchange_err(kq, big[i], EVFILT_WRITE, EV_ADD, 0, 0), EBADF);
 	}
+	close(kq);
+}
+
+static void abstime_timer_stays_active_until_deleted(void)
+{
+	int kq = kq_new();
+	/* 1 s after the epoch: long past */
+	KOK(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS, 1, UD(1));
+	for (int i = 0; i < 3; i++) {
+		struct kevent e = EXPECT_ONE(kq, 1, EVFILT_TIMER, 200);
+		CHECK_EQ(e.data, 1);
+		CHECK_EQ(e.flags & EV_CLEAR, 0); /* only relative timers get it */
+	}
+	KOK(kq, 1, EVFILT_TIMER, EV_DISABLE, 0, 0, UD(1));
+	EXPECT_NONE(kq, 20);
+	KOK(kq, 1, EVFILT_TIMER, EV_ENABLE, 0, 0, UD(1));
+	struct kevent e = EXPECT_ONE(kq, 1, EVFILT_TIMER, 200);
+	CHECK_EQ(e.data, 1);
+	KOK(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	EXPECT_NONE(kq, 20);
+	/* a relative timer is EV_CLEAR */
+	KOK(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1, NULL);
+	e = EXPECT_ONE(kq, 2, EVFILT_TIMER, 200);
+	CHECK(e.flags & EV_CLEAR);
 	close(kq);
 }
 
@@ -322,5 +346,6 @@ int main(int argc, char **argv)
 	TRY(invalid_timeout_applies_the_changes_first);
 	TRY(huge_timeouts_wait_forever);
 	TRY(add_past_the_fd_limit_is_ebadf);
+	TRY(abstime_timer_stays_active_until_deleted);
 	return 0;
 }
