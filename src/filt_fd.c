@@ -335,8 +335,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		return -EBADF;
 	int fd = (int)kev->ident;
 	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
-	if (!fe)
-		return (kev->flags & EV_ADD) ? -ENOMEM : fcntl(fd, F_GETFD) < 0 ? -EBADF : -ENOENT;
+	if (!fe) /* a number past the fd limit has no entry: EBADF, as FreeBSD */
+		return fcntl(fd, F_GETFD) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
 	pthread_mutex_lock(&fe->fe_lock);
@@ -379,6 +379,9 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 			goto out;
 		}
 	}
+	/* Every change but EV_DELETE carries udata, EV_ENABLE included. */
+	if (exists && !(kev->flags & EV_KEEPUDATA))
+		kn->kn_udata = kev->udata;
 	/* EV_ENABLE of a serial member releases its group, after our lock. */
 	if ((kev->flags & EV_ENABLE) && kn_serial(kn))
 		release = kq__group_of(kn, &rgen);

@@ -1,8 +1,8 @@
 /*
  * EVFILT_TIMER: every timer of a kqueue lives in one heap (timerheap.c) and
  * the kqueue's single timerfd is armed for the earliest deadline, so a
- * million timers cost no file descriptor each.  Timers are EV_CLEAR (as
- * FreeBSD): data counts the expirations since the last delivery.
+ * million timers cost no file descriptor each.  Relative timers are EV_CLEAR
+ * (as FreeBSD): data counts the expirations since the last delivery.
  */
 #include <errno.h>
 #include <sys/timerfd.h>
@@ -62,7 +62,6 @@ static void timer_rearm(struct kq *kq, bool force)
 static int timer_start(struct kq *kq, struct knote *kn)
 {
 	int64_t mult = unit_ns(kn->kn_sfflags), now = kq__now_ns();
-	kn->kn_flags |= EV_CLEAR;
 	if (kn->kn_sfflags & NOTE_ABSTIME) {
 		struct timespec rt;
 		clock_gettime(CLOCK_REALTIME, &rt);
@@ -86,6 +85,14 @@ static int timer_start(struct kq *kq, struct knote *kn)
 
 static int timer_attach(struct kq *kq, struct knote *kn)
 {
+	/*
+	 * As FreeBSD: a relative timer counts expirations (EV_CLEAR); an
+	 * absolute one fires once and then stays active, returned by every
+	 * call with data 1 until it is deleted or disabled.  Set at attach
+	 * only: a re-add keeps the knote's flags.
+	 */
+	if (!(kn->kn_sfflags & NOTE_ABSTIME))
+		kn->kn_flags |= EV_CLEAR;
 	kn->kn_heapidx = NO_IDX;
 	kn->kn_data = 0;
 	return timer_start(kq, kn);

@@ -53,11 +53,13 @@ static int user_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
 {
 	kn->kn_data = apply_ffctrl((uint32_t)kn->kn_data, kev->fflags);
 	kn->kn_sdata = kev->data;
-	if (kev->flags & EV_CLEAR) {
+	/*
+	 * EV_CLEAR resets the trigger.  The knote stays queued: delivery
+	 * finds it not ready and drops it, unless EV_FORCEONESHOT made it
+	 * due whatever its condition (as FreeBSD's filt_usertouch).
+	 */
+	if (kev->flags & EV_CLEAR)
 		kn->kn_u.user.triggered = 0;
-		kn->kn_status &= ~KN_ACTIVE;
-		kq__dequeue(kq, kn);
-	}
 	if (kev->fflags & NOTE_TRIGGER) {
 		kn->kn_u.user.triggered = 1;
 		kq__activate(kq, kn);

@@ -30,6 +30,9 @@ static int check_flags(unsigned flags)
 		return -EINVAL;
 	if ((flags & EV_DELETE) && (flags & (EV_ADD | EV_ENABLE | EV_DISABLE)))
 		return -EINVAL;
+	/* A new knote needs a udata; FreeBSD rejects the pair for any knote. */
+	if ((flags & EV_ADD) && (flags & EV_KEEPUDATA))
+		return -EINVAL;
 	return 0;
 }
 
@@ -99,6 +102,9 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 			goto out; /* EBUSY: nothing changed */
 		if (kev->flags & EV_ADD)
 			kq__knote_set(kn, kev, false);
+		/* Every change but EV_DELETE carries udata (nginx triggers with it). */
+		if (!(kev->flags & EV_KEEPUDATA))
+			kn->kn_udata = kev->udata;
 		/* Any change reaches f_touch: NOTE_TRIGGER needs no EV_ADD. */
 		if (fop->f_touch && (err = fop->f_touch(kq, kn, kev)))
 			goto out;
@@ -259,14 +265,24 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 	return n;
 }
 
-/* -1: wait forever, 0: poll (neither reads the clock), else a deadline. */
+static bool timeout_valid(const struct timespec *ts)
+{
+	return !ts || (ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000L);
+}
+
+/*
+ * -1: wait forever, 0: poll (neither reads the clock), else a deadline.
+ * As FreeBSD, a timeout past INT32_MAX seconds (or one whose deadline
+ * would not fit) means forever: 68 years is as good as that.
+ */
 static int64_t deadline_of(const struct timespec *ts)
 {
-	if (!ts)
+	if (!ts || ts->tv_sec > INT32_MAX)
 		return -1;
 	if (ts->tv_sec == 0 && ts->tv_nsec == 0)
 		return 0;
-	return kq__now_ns() + ts->tv_sec * 1000000000LL + ts->tv_nsec;
+	int64_t rel = (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec, now = kq__now_ns();
+	return rel > INT64_MAX - now ? -1 : now + rel;
 }
 
 static int wait_ms(int64_t deadline)
@@ -343,8 +359,6 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 {
 	if (nchanges < 0 || nevents < 0)
 		return -EINVAL;
-	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L))
-		return -EINVAL;
 	struct kq *kq = kq__get(kqfd);
 	if (!kq)
 		return -EBADF;
@@ -372,10 +386,12 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		events[nerr++] = kev;
 		nevents--;
 	}
+	/* As FreeBSD, the timeout is looked at after the changes, and only
+	 * when there is something to wait for. */
 	if (nerr > 0)
 		r = nerr;
 	else if (nevents > 0)
-		r = scan(kq, events, nevents, ts);
+		r = timeout_valid(ts) ? scan(kq, events, nevents, ts) : -EINVAL;
 out:
 	/* Leftovers and new work stay visible to other waiters and to poll(). */
 	kq__wake_flush(kq, collecting);

@@ -181,7 +181,13 @@ static bool ext_zero(const uint64_t ext[4])
 	return !(ext[0] | ext[1] | ext[2] | ext[3]);
 }
 
-/* Takes a change's parameters into a knote (new or re-added). */
+/*
+ * Takes an EV_ADD's parameters into a knote.  A new knote takes all of the
+ * change; a re-added one (FreeBSD's kqueue_register) only fflags and data:
+ * its udata is set by the caller as for any change, its behaviour flags and
+ * ext[] stay as first given, except EV_SERIAL, whose membership
+ * kq__group_set() has just made follow the change.
+ */
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
 {
 	if (is_new) {
@@ -189,15 +195,16 @@ void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
 		/* fd knotes keep their filter for life: it is read unlocked */
 		if (kn->kn_filter != kev->filter)
 			kn->kn_filter = kev->filter;
-	}
-	if (is_new || !(kev->flags & EV_KEEPUDATA)) {
 		kn->kn_udata = kev->udata;
 		if (!ext_zero(kev->ext) && kq__aux(kn))
 			memcpy(kn->kn_aux->ext, kev->ext, sizeof(kev->ext));
 		else if (kn->kn_aux)
 			memset(kn->kn_aux->ext, 0, sizeof(kn->kn_aux->ext));
+		kn->kn_flags = kev->flags & KN_KEPT_FLAGS;
+	} else {
+		kn->kn_flags =
+		        (unsigned short)((kn->kn_flags & ~EV_SERIAL) | (kev->flags & EV_SERIAL));
 	}
-	kn->kn_flags = kev->flags & KN_KEPT_FLAGS;
 	kn->kn_sfflags = kev->fflags;
 	kn->kn_sdata = kev->data;
 }

@@ -206,7 +206,8 @@ static int handler_round(struct ctx *c, struct targ *t, struct kevent *ch, int n
 	for (int k = 0; k < nmine; k++) {
 		struct group *g = mine[k];
 		SCHECK(atomic_exchange(&g->busy, 0) == t->id + 1);
-		EV_SET(&ch[nrel], (uintptr_t)g->s[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+		EV_SET(&ch[nrel], (uintptr_t)g->s[0], EVFILT_READ, EV_ENABLE | EV_KEEPUDATA, 0, 0,
+		       NULL);
 		nrel++;
 	}
 	return nrel;
@@ -258,8 +259,9 @@ static void *producer(void *p)
 			long sent = atomic_load(&g->trig_sent);
 			if (atomic_load(&g->trig_seen) == sent) {
 				atomic_store(&g->trig_sent, sent + 1);
-				SCHECK(stress_change(c->kq, g->m[M_USER].ident, EVFILT_USER, 0,
-						     NOTE_TRIGGER, sent + 1, NULL) == 0);
+				SCHECK(stress_change(c->kq, g->m[M_USER].ident, EVFILT_USER,
+						     EV_KEEPUDATA, NOTE_TRIGGER, sent + 1,
+						     NULL) == 0);
 				a->triggers++;
 			}
 		}
@@ -375,7 +377,8 @@ static void run(int nthreads)
 	int nch = 0;
 	for (int i = 0; i < NGROUPS; i++) {
 		struct kevent rel;
-		EV_SET(&rel, (uintptr_t)c->g[i].s[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+		EV_SET(&rel, (uintptr_t)c->g[i].s[0], EVFILT_READ, EV_ENABLE | EV_KEEPUDATA, 0, 0,
+		       NULL);
 		SCHECK(kevent(c->kq, &rel, 1, NULL, 0, NULL) == 0);
 	}
 	stress_sleep_us(3000 * PERIOD_MS);

@@ -269,8 +269,8 @@ static void *worker(void *p)
 			if (h != t->id + 1)
 				VIOLATION("G1", "slot %d was taken by thread %d while thread %d "
 					  "held it", i, h - 1, t->id);
-			EV_SET(&ch[nch], (uintptr_t)atomic_load(&s->fd), EVFILT_READ, EV_ENABLE, 0,
-			       0, NULL);
+			EV_SET(&ch[nch], (uintptr_t)atomic_load(&s->fd), EVFILT_READ,
+			       EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL);
 			nch++;
 		}
 	}
@@ -310,7 +310,8 @@ static void *forcer(void *p)
 			uintptr_t ident = w == W_READ ? (uintptr_t)atomic_load(&s->fd)
 						      : atomic_load(&s->tident);
 			short filter = w == W_READ ? EVFILT_READ : EVFILT_TIMER;
-			int err = stress_change(c->kq, ident, filter, EV_FORCEONESHOT, 0, 0, NULL);
+			int err = stress_change(c->kq, ident, filter, EV_FORCEONESHOT | EV_KEEPUDATA, 0,
+					       0, NULL);
 			if (err != 0)
 				VIOLATION("G3", "EV_FORCEONESHOT of %s of slot %d gen %u (a live, "
 					  "unreturned member) failed: %s",

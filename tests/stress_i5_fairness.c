@@ -117,7 +117,7 @@ static void *busy_maker(void *p)
 	struct ctx *c = t->c;
 	struct kevent ch;
 	while (!atomic_load(&c->stop)) {
-		EV_SET(&ch, BUSY_USER_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+		EV_SET(&ch, BUSY_USER_IDENT, EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, NULL);
 		SCHECK(kevent(c->kq, &ch, 1, NULL, 0, NULL) == 0);
 		if (write(c->sv[NSOCK][1], "b", 1) < 0)
 			SCHECK(errno == EAGAIN);

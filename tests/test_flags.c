@@ -267,11 +267,14 @@ static void forceoneshot_on_a_missing_knote_is_enoent(void)
 	close(kq);
 }
 
-static void keepudata_keeps_the_old_udata_on_readd(void)
+static void keepudata_keeps_the_old_udata(void)
 {
 	int kq = kq_new();
 	KOK(kq, 1, EVFILT_USER, EV_ADD, 0, 0, UD(100));
-	KOK(kq, 1, EVFILT_USER, EV_ADD | EV_KEEPUDATA, NOTE_TRIGGER, 0, UD(200));
+	/* FreeBSD: EV_KEEPUDATA cannot go with EV_ADD */
+	CHECK_EQ(kchange_err(kq, 1, EVFILT_USER, EV_ADD | EV_KEEPUDATA, NOTE_TRIGGER, 0), EINVAL);
+	EXPECT_NONE(kq, 0);
+	KOK(kq, 1, EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, UD(200));
 	struct kevent e = EXPECT_ONE(kq, 1, EVFILT_USER, 0);
 	CHECK(e.udata == UD(100));
 	KOK(kq, 1, EVFILT_USER, EV_ADD, 0, 0, UD(300));
@@ -280,46 +283,51 @@ static void keepudata_keeps_the_old_udata_on_readd(void)
 	close(kq);
 }
 
-static void readd_updates_udata_data_and_behaviour_flags(void)
+/* FreeBSD's kqueue_register: a re-add takes udata, fflags and data; the
+ * knote keeps its EV_CLEAR, EV_ONESHOT, EV_DISPATCH and EV_RECEIPT. */
+static void readd_updates_udata_and_data_not_behaviour_flags(void)
 {
 	int kq = kq_new();
-	/* plain -> clear */
 	KOK(kq, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 10, UD(1));
 	struct kevent e = EXPECT_ONE(kq, 1, EVFILT_USER, 0);
 	CHECK_EQ(e.data, 10);
 	CHECK_EQ(e.flags, 0);
 	KOK(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 20, UD(2));
 	KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 20, UD(2));
-	e = EXPECT_ONE(kq, 1, EVFILT_USER, 0);
-	CHECK_EQ(e.flags, EV_CLEAR);
-	CHECK_EQ(e.data, 20);
-	CHECK(e.udata == UD(2));
-	EXPECT_NONE(kq, 0);
-	/* clear -> oneshot */
+	for (int i = 0; i < 2; i++) { /* still level */
+		e = EXPECT_ONE(kq, 1, EVFILT_USER, 0);
+		CHECK_EQ(e.flags, 0);
+		CHECK_EQ(e.data, 20);
+		CHECK(e.udata == UD(2));
+	}
 	KOK(kq, 1, EVFILT_USER, EV_ADD | EV_ONESHOT, 0, 30, UD(3));
-	KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 30, UD(3));
 	e = EXPECT_ONE(kq, 1, EVFILT_USER, 0);
-	CHECK_EQ(e.flags, EV_ONESHOT);
+	CHECK_EQ(e.flags, 0);
 	CHECK_EQ(e.data, 30);
-	CHECK_EQ(kchange_err(kq, 1, EVFILT_USER, EV_DELETE, 0, 0), ENOENT);
+	KOK(kq, 1, EVFILT_USER, EV_DELETE, 0, 0, NULL);
 
-	/* fd filter: plain -> dispatch, udata replaced */
+	/* fd filter: plain stays plain, udata replaced */
 	int p[2];
 	CHECK(pipe(p) == 0);
 	write_n(p[1], 3);
 	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, UD(4));
 	EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
 	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(5));
+	for (int i = 0; i < 2; i++) {
+		e = EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
+		CHECK_EQ(e.flags, 0);
+		CHECK(e.udata == UD(5));
+	}
+	/* re-adding a knote disabled by dispatch enables it, still dispatch */
+	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(6));
+	EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
+	EXPECT_NONE(kq, 10);
+	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, UD(7));
 	e = EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
 	CHECK_EQ(e.flags, EV_DISPATCH);
-	CHECK(e.udata == UD(5));
+	CHECK(e.udata == UD(7));
 	EXPECT_NONE(kq, 10);
-	/* re-adding a knote disabled by dispatch enables it */
-	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, UD(6));
-	e = EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
-	CHECK_EQ(e.flags, 0);
-	CHECK(e.udata == UD(6));
-	e = EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 0);
 	close(p[0]);
 	close(p[1]);
 	close(kq);
@@ -462,8 +470,8 @@ int main(void)
 	RUN(forceoneshot_returns_a_knote_whose_condition_is_false_once);
 	RUN(forceoneshot_on_a_disabled_knote_waits_for_enable);
 	RUN(forceoneshot_on_a_missing_knote_is_enoent);
-	RUN(keepudata_keeps_the_old_udata_on_readd);
-	RUN(readd_updates_udata_data_and_behaviour_flags);
+	RUN(keepudata_keeps_the_old_udata);
+	RUN(readd_updates_udata_and_data_not_behaviour_flags);
 	RUN(readd_updates_lowat);
 	RUN(readd_does_not_clear_a_pending_fd_event);
 	RUN(receipt_sticks_to_the_knote_flags);

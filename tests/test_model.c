@@ -82,6 +82,7 @@ enum rstate { R_NO, R_YES, R_MAYBE, R_LAZY };
 
 struct mk {
 	bool exists, enabled, forced;
+	bool flazy;           /* TIMER forced, then re-added: comes when it fires */
 	unsigned short flags; /* EV_ONESHOT | EV_CLEAR | EV_DISPATCH | EV_RECEIPT */
 	void *udata;
 	enum armed armed;     /* READ with EV_CLEAR: an arrival not yet reported */
@@ -169,6 +170,8 @@ static enum rstate ready(int s, double now)
 	struct mk *k = &m[s];
 	if (!k->exists || !k->enabled)
 		return R_NO;
+	if (k->forced && k->flazy)
+		return now - k->tsince >= LAZY_MS ? R_YES : R_LAZY;
 	if (k->forced)
 		return R_YES;
 	switch (slots[s].kind) {
@@ -277,7 +280,8 @@ static void deliver(int s)
 		k->armed = A_NO;
 	if (slots[s].kind == K_USER && (k->flags & EV_CLEAR))
 		k->triggered = false;
-	if (slots[s].kind == K_TIMER)
+	/* an absolute timer has no EV_CLEAR: it stays active (FreeBSD) */
+	if (slots[s].kind == K_TIMER && (k->flags & EV_CLEAR))
 		k->tpending = false;
 }
 
@@ -316,16 +320,12 @@ static void gen_change(struct kevent *ch)
 	int s = rn(NSLOT);
 	struct slot *sl = &slots[s];
 	struct mk *k = &m[s];
-	void *ud = k->exists ? k->udata : rnd_udata();
+	/* every change but EV_DELETE sets udata unless EV_KEEPUDATA: vary it */
+	void *ud = k->exists && chance(50) ? k->udata : rnd_udata();
+	unsigned short keep = chance(20) ? EV_KEEPUDATA : 0;
 	int r = rn(100);
 	unsigned short fl;
 	if (r < 38 || (!k->exists && r < 70)) {
-		if (k->exists && k->forced) { /* avoid: re-adding a forced knote */
-			EV_SET(ch, sl->ident, sl->filter, chance(50) ? EV_ENABLE : EV_DISABLE,
-			       sl->kind == K_TIMER ? k->tfflags : 0,
-			       sl->kind == K_TIMER ? k->tdata : sl->kind == K_USER ? k->udata_v : 0, ud);
-			return;
-		}
 		fl = EV_ADD;
 		if (chance(15))
 			fl |= EV_ONESHOT;
@@ -335,8 +335,8 @@ static void gen_change(struct kevent *ch)
 			fl |= EV_DISABLE;
 		if (chance(35) && (sl->kind == K_READ || sl->kind == K_USER))
 			fl |= EV_CLEAR;
-		if (k->exists && chance(15))
-			fl |= EV_KEEPUDATA;
+		if (chance(5))
+			fl |= EV_KEEPUDATA; /* EINVAL, as FreeBSD */
 		void *nud = rnd_udata();
 		unsigned ff = 0;
 		int64_t data = 0;
@@ -367,7 +367,7 @@ static void gen_change(struct kevent *ch)
 		return;
 	}
 	if (r < 80 || (r < 88 && sl->kind != K_USER)) {
-		fl = chance(50) ? EV_ENABLE : EV_DISABLE;
+		fl = (chance(50) ? EV_ENABLE : EV_DISABLE) | keep;
 		unsigned ff = 0;
 		int64_t data = 0;
 		if (sl->kind == K_USER)
@@ -383,7 +383,7 @@ static void gen_change(struct kevent *ch)
 		unsigned ff = rnd_ufflags();
 		if (chance(75))
 			ff |= NOTE_TRIGGER;
-		EV_SET(ch, sl->ident, sl->filter, 0, ff, rn(1000), ud);
+		EV_SET(ch, sl->ident, sl->filter, keep, ff, rn(1000), ud);
 		return;
 	}
 	{
@@ -395,7 +395,7 @@ static void gen_change(struct kevent *ch)
 			ff = k->tfflags;
 			data = k->tdata;
 		}
-		EV_SET(ch, sl->ident, sl->filter, EV_FORCEONESHOT, ff, data, ud);
+		EV_SET(ch, sl->ident, sl->filter, EV_FORCEONESHOT | keep, ff, data, ud);
 	}
 }
 
@@ -414,6 +414,8 @@ static int sim_change(const struct kevent *ch, double now)
 		memset(k, 0, sizeof *k);
 		return 0;
 	}
+	if ((fl & EV_ADD) && (fl & EV_KEEPUDATA))
+		return EINVAL;
 	if (!k->exists && !(fl & EV_ADD))
 		return ENOENT;
 	k->starve = 0;
@@ -439,11 +441,12 @@ static int sim_change(const struct kevent *ch, double now)
 		return 0;
 	}
 	bool was_enabled = k->enabled;
+	/* FreeBSD's kqueue_register: any change but EV_DELETE sets udata */
+	if (!(fl & EV_KEEPUDATA))
+		k->udata = ch->udata;
 	if (fl & EV_ADD) {
+		/* a re-add keeps the behaviour flags */
 		bool was_clear = k->flags & EV_CLEAR;
-		k->flags = fl & BEHAVIOUR;
-		if (!(fl & EV_KEEPUDATA))
-			k->udata = ch->udata;
 		k->enabled = !(fl & EV_DISABLE);
 		if (sl->kind == K_READ && k->enabled) {
 			if (!was_enabled || !was_clear)
@@ -456,9 +459,13 @@ static int sim_change(const struct kevent *ch, double now)
 			k->tsince = now;
 			k->tfflags = ch->fflags;
 			k->tdata = ch->data;
+			/* the restart drops a forced activation: it waits
+			 * for the expiry (FreeBSD's filt_timertouch) */
+			k->flazy = k->forced;
 		}
 	} else if (fl & EV_FORCEONESHOT) {
 		k->forced = true;
+		k->flazy = false;
 	} else if (fl & (EV_ENABLE | EV_DISABLE)) {
 		k->enabled = (fl & EV_ENABLE) != 0;
 		if (sl->kind == K_READ && k->enabled) {

@@ -43,10 +43,12 @@ static int gchange(int kq, uintptr_t ident, short filter, unsigned short flags,
 		 0)
 
 /* EV_ENABLE of a member: releases its group. */
+/* EV_KEEPUDATA: every change but EV_DELETE sets udata otherwise. */
 #define RELEASE(kq, ident, filter)                                             \
-	KOK((kq), (uintptr_t)(ident), (filter), EV_ENABLE, 0, 0, NULL)
+	KOK((kq), (uintptr_t)(ident), (filter), EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL)
 
-#define TRIGGER(kq, ident) KOK((kq), (ident), EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL)
+#define TRIGGER(kq, ident)                                                     \
+	KOK((kq), (ident), EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, NULL)
 
 /* Checks an event is (ident, filter) of group gid, flags including EV_SERIAL. */
 #define CHECK_MEMBER(e, id, filt, gid)                                         \
@@ -246,11 +248,11 @@ static void disable_of_a_member_does_not_release(void)
 	SADD(kq, 40, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL, (uint64_t)s[0]);
 	struct kevent e = EXPECT_ONE(kq, 40, EVFILT_USER, LONG_MS);
 	CHECK_MEMBER(e, 40, EVFILT_USER, s[0]);
-	KOK(kq, 40, EVFILT_USER, EV_DISABLE, 0, 0, NULL);
+	KOK(kq, 40, EVFILT_USER, EV_DISABLE | EV_KEEPUDATA, 0, 0, NULL);
 	write_n(s[1], 1);
 	EXPECT_NONE(kq, SHORT_MS);
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL);
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL); /* releases */
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_DISABLE | EV_KEEPUDATA, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL); /* releases */
 	e = EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_READ, LONG_MS);
 	CHECK_MEMBER(e, s[0], EVFILT_READ, s[0]);
 	EXPECT_NONE(kq, SHORT_MS); /* the user event is still disabled */
@@ -546,9 +548,9 @@ static void user_triggers_during_a_hold_are_returned_after(void)
 	SADD(kq, 83, EVFILT_USER, EV_CLEAR, 0, 0, UD(83), (uint64_t)s[0]);
 	write_n(s[1], 1);
 	EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_READ, LONG_MS);
-	KOK(kq, 83, EVFILT_USER, 0, NOTE_TRIGGER | NOTE_FFCOPY | 0x42, 7, NULL);
+	KOK(kq, 83, EVFILT_USER, 0, NOTE_TRIGGER | NOTE_FFCOPY | 0x42, 7, UD(83));
 	EXPECT_NONE(kq, SHORT_MS);
-	KOK(kq, 83, EVFILT_USER, 0, NOTE_TRIGGER | NOTE_FFOR | 0x100, 9, NULL);
+	KOK(kq, 83, EVFILT_USER, 0, NOTE_TRIGGER | NOTE_FFOR | 0x100, 9, UD(83));
 	EXPECT_NONE(kq, SHORT_MS);
 	drain_fd(s[0]);
 	RELEASE(kq, s[0], EVFILT_READ);
@@ -867,7 +869,7 @@ static void forced_timer_of_a_held_group_comes_once_after_the_release(void)
 	SADD(kq, 140, EVFILT_USER, EV_CLEAR, NOTE_TRIGGER, 0, NULL, gid);
 	SADD(kq, 141, EVFILT_TIMER, 0, NOTE_SECONDS, 3600, UD(141), gid);
 	EXPECT_ONE(kq, 140, EVFILT_USER, LONG_MS);
-	KOK(kq, 141, EVFILT_TIMER, EV_FORCEONESHOT, 0, 0, NULL);
+	KOK(kq, 141, EVFILT_TIMER, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
 	EXPECT_NONE(kq, SHORT_MS);
 	EXPECT_NONE(kq, SHORT_MS);
 	RELEASE(kq, 140, EVFILT_USER);
@@ -892,9 +894,9 @@ static void forced_read_of_a_held_group_comes_once_after_the_release(void)
 	SADD(kq, s[0], EVFILT_WRITE, 0, 0, 0, UD(2), 0);
 	/* WRITE is ready: hold the group with it; READ has no data */
 	struct kevent e = EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_WRITE, LONG_MS);
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
 	EXPECT_NONE(kq, SHORT_MS);
-	KOK(kq, (uintptr_t)s[0], EVFILT_WRITE, EV_DISABLE, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_WRITE, EV_DISABLE | EV_KEEPUDATA, 0, 0, NULL);
 	RELEASE(kq, s[0], EVFILT_READ); /* EV_ENABLE of the forced member itself */
 	e = EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_READ, LONG_MS);
 	CHECK_MEMBER(e, s[0], EVFILT_READ, s[0]);
@@ -919,7 +921,7 @@ static void forced_disabled_member_comes_once_it_is_enabled(void)
 	SADD(kq, 142, EVFILT_USER, EV_CLEAR, 0, 0, NULL, (uint64_t)s[0]);
 	write_n(s[1], 1);
 	EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_READ, LONG_MS); /* held, disabled */
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
 	EXPECT_NONE(kq, SHORT_MS);
 	RELEASE(kq, 142, EVFILT_USER); /* free again, READ still disabled */
 	EXPECT_NONE(kq, SHORT_MS);
@@ -943,8 +945,8 @@ static void forced_member_closed_before_the_release_never_comes(void)
 	SADD(kq, 150, EVFILT_USER, EV_CLEAR, NOTE_TRIGGER, 0, NULL, gid);
 	SADD(kq, 151, EVFILT_TIMER, 0, NOTE_SECONDS, 3600, NULL, gid);
 	EXPECT_ONE(kq, 150, EVFILT_USER, LONG_MS);
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT, 0, 0, NULL);
-	KOK(kq, 151, EVFILT_TIMER, EV_FORCEONESHOT, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
+	KOK(kq, 151, EVFILT_TIMER, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
 	EXPECT_NONE(kq, SHORT_MS);
 	/* the holder tears down: closes the socket, deletes the timer */
 	int fd = s[0];
@@ -974,7 +976,7 @@ static void forced_member_closed_before_the_release_never_comes(void)
 	SADD(kq, s[0], EVFILT_READ, 0, 0, 0, UD(3), 0);
 	SADD(kq, s[0], EVFILT_WRITE, 0, 0, 0, UD(4), 0);
 	EXPECT_ONE(kq, (uintptr_t)s[0], EVFILT_WRITE, LONG_MS);
-	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT, 0, 0, NULL);
+	KOK(kq, (uintptr_t)s[0], EVFILT_READ, EV_FORCEONESHOT | EV_KEEPUDATA, 0, 0, NULL);
 	fd = s[0];
 	close(s[0]);
 	close(s[1]);

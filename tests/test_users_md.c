@@ -170,7 +170,9 @@ static void nevents_one_returns_read_and_write_of_a_socket_in_turn(void)
 	}
 	CHECK_EQ(nr, 3);
 	CHECK_EQ(nw, 3);
-	/* also with EV_DISPATCH: each comes back once */
+	/* also with EV_DISPATCH (a re-add keeps the flags: add anew) */
+	KOK(kq, (uintptr_t)sv[0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+	KOK(kq, (uintptr_t)sv[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
 	KOK(kq, (uintptr_t)sv[0], EVFILT_WRITE, EV_ADD | EV_DISPATCH, 0, 0, NULL);
 	KOK(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, NULL);
 	struct kevent a, b;
