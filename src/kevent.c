@@ -11,6 +11,7 @@
  * it, so knotes come back in FIFO order whatever their source (I5).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -360,8 +361,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 	if (nchanges < 0 || nevents < 0)
 		return -EINVAL;
 	struct kq *kq = kq__get(kqfd);
-	if (!kq)
-		return -EBADF;
+	if (!kq) /* an open file that is not a kqueue: EINVAL, as FreeBSD 15 */
+		return fcntl(kqfd, F_GETFD) < 0 ? -EBADF : -EINVAL;
 	int r = 0, nerr = 0;
 	bool collecting = nevents > 0;
 	if (nevents > 0)
