@@ -23,6 +23,11 @@
  * its first owner adds the others while it holds the group, so nothing can
  * fire before the connection is complete.
  *
+ * Out of descriptors, accept() or socket() fails with EMFILE while the client
+ * stays in the backlog, so the listening socket stays readable and retrying
+ * would spin.  The listener is EV_DISPATCH: the proxy leaves it disabled until
+ * a connection closes or ACCEPT_RETRY_MS have passed (see echo_server.c).
+ *
  *   tcp_proxy -u host:port [-l listen_port] [-t threads] [-i idle_ms]
  *   (defaults: listen 7008 (0: any), 4 threads, 10000 ms; SIGINT/SIGTERM stop)
  */
@@ -33,6 +38,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +51,12 @@
 #define HAVE_SERIAL 1
 #else /* e.g. FreeBSD: no serial groups, so only one thread may run */
 #define HAVE_SERIAL 0
-#define EV_SERIAL 0
+#define EV_SERIAL   0
 #endif
 
-#define STOP_EVENT 1
-#define BUFSZ 32768
+#define STOP_EVENT      1
+#define ACCEPT_RETRY_MS 100 /* an EVFILT_TIMER with ident lfd */
+#define BUFSZ           32768
 
 struct dir { /* the bytes of one direction */
 	char buf[BUFSZ];
@@ -58,18 +65,30 @@ struct dir { /* the bytes of one direction */
 };
 
 struct conn {
-	int cfd, ufd;       /* client, upstream; cfd is the group id */
-	bool joined;        /* connected: all five knotes registered */
-	bool cw_on, uw_on;  /* WRITE interest enabled on cfd, ufd */
+	int cfd, ufd;      /* client, upstream; cfd is the group id */
+	bool joined;       /* connected: all five knotes registered */
+	bool cw_on, uw_on; /* WRITE interest enabled on cfd, ufd */
 	struct dir c2u, u2c;
 };
 
 static int kq, lfd, idle_ms = 10000;
 static struct addrinfo *upstream;
+/* Set when accepting stopped for want of descriptors; whoever clears it
+ * re-enables the listener, so each pause ends once (a close or the timer). */
+static atomic_bool accept_paused;
+
+/* Ends a pause in accepting, if any: 0 or 1 change for the next kevent(). */
+static int resume_accepting(struct kevent *ch)
+{
+	if (!atomic_exchange(&accept_paused, false))
+		return 0;
+	EV_SET(ch, lfd, EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+	return 1;
+}
 
 /* A change for a member of c's group: each carries the group id. */
 static void member(struct kevent *kev, struct conn *c, int ident, short filter,
-		   unsigned short flags, int64_t data)
+                   unsigned short flags, int64_t data)
 {
 	EV_SET(kev, ident, filter, flags | EV_SERIAL, 0, data, c);
 	kev->ext[1] = (uint64_t)c->cfd;
@@ -141,7 +160,8 @@ static int want_write(struct kevent *ch, struct conn *c, int fd, bool want, bool
 /*
  * The owner's turn with connection c, after event ev.  Fills ch with the
  * changes for the next kevent() call, the last one releasing the group, and
- * returns their number; 0 if the connection is gone.
+ * returns their number.  If the connection is gone, descriptors are free:
+ * the only change may be one that resumes accepting.
  */
 static int handle(struct conn *c, const struct kevent *ev, struct kevent *ch)
 {
@@ -170,15 +190,15 @@ static int handle(struct conn *c, const struct kevent *ev, struct kevent *ch)
 	return n;
 down:
 	teardown(c);
-	return 0;
+	return resume_accepting(ch);
 }
 
 /* A new client: connect its upstream and register that one knote. */
-static void start(int cfd)
+static void start(int cfd, int ufd)
 {
-	int one = 1, ufd = socket(upstream->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
 	struct conn *c = calloc(1, sizeof(*c));
-	if (ufd < 0 || !c ||
+	if (!c ||
 	    (connect(ufd, upstream->ai_addr, upstream->ai_addrlen) < 0 && errno != EINPROGRESS))
 		goto fail;
 	setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -192,10 +212,45 @@ static void start(int cfd)
 		return; /* c now belongs to whoever gets its first event */
 	perror("kevent");
 fail:
-	if (ufd >= 0)
-		close(ufd);
+	close(ufd);
 	close(cfd);
 	free(c);
+}
+
+/*
+ * The listener's event, in one thread at a time (EV_DISPATCH): accepts the
+ * backlog (data = its length) and re-enables the listener, or, out of
+ * descriptors, leaves it disabled and arms the retry timer.  The upstream
+ * socket is made before accept(), so a client is never accepted only to be
+ * dropped for want of its second descriptor.
+ */
+static int accept_backlog(int64_t backlog, struct kevent *ch)
+{
+	for (int64_t i = 0; i < backlog; i++) {
+		int ufd, cfd = -1;
+		ufd = socket(upstream->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (ufd >= 0)
+			cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd >= 0) {
+			start(cfd, ufd);
+			continue;
+		}
+		int err = errno;
+		if (ufd >= 0)
+			close(ufd);
+		if (ufd < 0 || err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+			/* The client stays queued; retrying now would spin. */
+			atomic_store(&accept_paused, true);
+			EV_SET(ch, lfd, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, ACCEPT_RETRY_MS,
+			       NULL);
+			return 1;
+		}
+		if (err == EAGAIN || err == EWOULDBLOCK)
+			break;
+		/* Otherwise that one client failed (ECONNABORTED...): next. */
+	}
+	EV_SET(ch, lfd, EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+	return 1;
 }
 
 static void *serve(void *arg)
@@ -216,7 +271,7 @@ static void *serve(void *arg)
 			continue;
 		if (ev.flags & EV_ERROR) {
 			fprintf(stderr, "change for %lu (filter %d) failed: %s\n",
-				(unsigned long)ev.ident, ev.filter, strerror((int)ev.data));
+			        (unsigned long)ev.ident, ev.filter, strerror((int)ev.data));
 		} else if (ev.udata) { /* a connection's event: it is ours now */
 			nchanges = handle(ev.udata, &ev, ch);
 		} else if (ev.filter == EVFILT_SIGNAL || ev.filter == EVFILT_USER) {
@@ -224,13 +279,10 @@ static void *serve(void *arg)
 			EV_SET(&ch[0], STOP_EVENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 			kevent(kq, ch, 1, NULL, 0, NULL);
 			return NULL;
+		} else if (ev.filter == EVFILT_TIMER) { /* accept retry */
+			nchanges = resume_accepting(ch);
 		} else { /* the listening socket: data = backlog */
-			for (int64_t i = 0; i < ev.data; i++) {
-				int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-				if (c < 0)
-					break;
-				start(c);
-			}
+			nchanges = accept_backlog(ev.data, ch);
 		}
 	}
 }
@@ -252,7 +304,8 @@ int main(int argc, char **argv)
 			host = NULL, optind = argc;
 	}
 	if (!host) {
-		fprintf(stderr, "usage: %s -u host:port [-l port] [-t threads] [-i idle_ms]\n", argv[0]);
+		fprintf(stderr, "usage: %s -u host:port [-l port] [-t threads] [-i idle_ms]\n",
+		        argv[0]);
 		return 2;
 	}
 	if (nthreads < 1 || nthreads > 256)
@@ -289,7 +342,7 @@ int main(int argc, char **argv)
 	}
 	kq = kqueue();
 	struct kevent ch[4];
-	EV_SET(&ch[0], lfd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	EV_SET(&ch[0], lfd, EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, NULL);
 	EV_SET(&ch[1], SIGINT, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	EV_SET(&ch[2], SIGTERM, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	EV_SET(&ch[3], STOP_EVENT, EVFILT_USER, EV_ADD, 0, 0, NULL);

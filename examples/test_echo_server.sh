@@ -16,7 +16,7 @@ mode=$2
 fdlimit=64
 dir=$(mktemp -d /tmp/echo_server_test.XXXXXX)
 pid=
-trap '[ -n "$pid" ] && { kill -KILL "$pid"; wait "$pid"; } 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'if [ -n "$pid" ]; then { kill -KILL "$pid"; wait "$pid"; } 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
 
 # The server takes a fixed port: try a few random ones.
 for _ in 1 2 3 4 5; do

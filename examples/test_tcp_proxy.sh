@@ -4,7 +4,9 @@
 # must get every byte back; a half-closed client gets its echo and then EOF;
 # an idle client is disconnected by the idle timer while a slow but active one
 # is not; new clients are served afterwards; a proxy whose upstream refuses
-# closes its clients; SIGTERM (an EVFILT_SIGNAL event) stops the proxy cleanly.
+# closes its clients; a proxy out of descriptors (64) neither spins on accept
+# nor drops the clients waiting in its backlog, and serves them once others
+# close; SIGTERM (an EVFILT_SIGNAL event) stops the proxy cleanly.
 #   test_tcp_proxy.sh path/to/tcp_proxy path/to/echo_server
 set -euo pipefail
 proxy=$1
@@ -12,12 +14,12 @@ echo_server=$2
 idle_ms=1500
 dir=$(mktemp -d /tmp/tcp_proxy_test.XXXXXX)
 pids=()
-trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+trap 'for p in "${pids[@]}"; do { kill -KILL "$p"; wait "$p"; } 2>/dev/null || true; done; rm -rf "$dir"' EXIT
 
 # Waits for a line matching $2 in log $1 while process $3 lives.
 wait_for() {
   for _ in $(seq 100); do
-    grep -q "$2" "$1" && return 0
+    grep -qs "$2" "$1" && return 0
     kill -0 "$3" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -42,9 +44,9 @@ pids+=("$proxy_pid")
 wait_for "$dir/proxy.log" "tcp proxy on" $proxy_pid || { echo "proxy did not start"; cat "$dir/proxy.log"; exit 1; }
 pport=$(sed -n 's/^tcp proxy on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$dir/proxy.log")
 
-python3 - "$pport" "$idle_ms" "$proxy" <<'PY'
-import os, random, signal, socket, subprocess, sys, threading, time
-port, idle, proxy = int(sys.argv[1]), int(sys.argv[2]) / 1000.0, sys.argv[3]
+python3 - "$pport" "$idle_ms" "$proxy" "$eport" <<'PY'
+import os, random, select, signal, socket, subprocess, sys, threading, time
+port, idle, proxy, eport = int(sys.argv[1]), int(sys.argv[2]) / 1000.0, sys.argv[3], int(sys.argv[4])
 errors = []
 
 def connect(p=port):
@@ -91,7 +93,8 @@ def check(what):
     if errors:
         print("\n".join(errors))
         sys.exit(1)
-    print(what)
+    if what:
+        print(what)
 
 t0 = time.monotonic()
 run(bulk, 50)
@@ -163,6 +166,76 @@ finally:
 if p.returncode != 0 or "stopped" not in rest:
     errors.append("second proxy: exit %d, output %r" % (p.returncode, rest))
 check("client closed when the upstream refuses")
+
+# Out of descriptors: a proxy with 64 fds and 100 clients at once must not
+# spin on accept (its CPU time stays small) and must serve every client once
+# others close; none may be dropped.
+import resource
+N, LIMIT = 100, 64
+p = subprocess.Popen([proxy, "-l", "0", "-u", "127.0.0.1:%d" % eport, "-t", "4", "-i", "60000"],
+                     stdout=subprocess.PIPE, text=True,
+                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT)))
+try:
+    lport = int(p.stdout.readline().split(":")[1].split()[0])
+    socks = [connect(lport) for _ in range(N)]
+    msg = [b"limited %d\n" % i for i in range(N)]
+    got = [b""] * N
+    for i, s in enumerate(socks):
+        s.sendall(msg[i])
+    def collect(timeout):
+        pending = {s: i for i, s in enumerate(socks) if s and got[i] != msg[i]}
+        if pending:
+            for s in select.select(list(pending), [], [], timeout)[0]:
+                i = pending[s]
+                chunk = s.recv(4096)
+                if not chunk:
+                    errors.append("limited client %d: closed after %r" % (i, got[i]))
+                    socks[i] = None
+                    s.close()
+                got[i] += chunk
+        return [i for i in range(N) if socks[i] and got[i] == msg[i]]
+    end, served = time.monotonic() + 3, []
+    while time.monotonic() < end:
+        served = collect(0.2)
+    check("%d of %d clients served by a proxy with %d descriptors" % (len(served), N, LIMIT))
+    if len(served) >= N:
+        errors.append("the proxy never ran out of descriptors: the test proves nothing")
+    def cpu():
+        with open("/proc/%d/stat" % p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    c0 = cpu()
+    time.sleep(3)
+    c = cpu() - c0
+    print("proxy CPU time while out of descriptors: %.2f s in 3 s" % c)
+    if c > 0.5:
+        errors.append("the proxy spins while it cannot accept")
+    check("")
+    done = 0
+    while done < N:
+        for i in served:
+            socks[i].close()
+            socks[i] = None
+            done += 1
+        if done >= N:
+            break
+        t, served = time.monotonic(), []
+        while not served and time.monotonic() - t < 20:
+            served = collect(1)
+        check("")
+        if not served:
+            errors.append("%d limited clients never served after others closed" % (N - done))
+        check("")
+    # Let the proxy see the last EOFs and tear down before it is stopped.
+    end = time.monotonic() + 10
+    while len(os.listdir("/proc/%d/fd" % p.pid)) > 16 and time.monotonic() < end:
+        time.sleep(0.05)
+finally:
+    p.send_signal(signal.SIGTERM)
+    rest = p.communicate(timeout=10)[0]
+if p.returncode != 0 or "stopped" not in rest:
+    errors.append("limited proxy: exit %d, output %r" % (p.returncode, rest))
+check("all %d clients served as descriptors came free" % N)
 PY
 
 kill -TERM "$proxy_pid"
