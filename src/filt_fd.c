@@ -16,9 +16,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -165,12 +166,28 @@ static int64_t listen_backlog(int fd)
 	return 1;
 }
 
+/*
+ * The error of a failed TCP socket, for fflags with EV_EOF, read without
+ * consuming it: every Linux call that returns sk_err (SO_ERROR, recv even
+ * with MSG_PEEK, connect) also clears it, and the program must still see it
+ * (FreeBSD reports so_error and leaves it).  TCP_INFO leaves it alone; a
+ * socket that reported EPOLLERR and is closed now failed in one of these
+ * ways: it never got an answer to its SYN (ETIMEDOUT; an ICMP unreachable
+ * looks the same), its SYN was refused (a RST, ECONNREFUSED), or an
+ * established connection was reset (ECONNRESET).  Other sockets: 0.
+ */
 static uint32_t sock_error(int fd)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
-	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-	return (uint32_t)err;
+	enum { TCPS_CLOSE = 7 }; /* the kernel's TCP_CLOSE, not in the uapi headers */
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_delivered) + sizeof(ti.tcpi_delivered) ||
+	    ti.tcpi_state != TCPS_CLOSE)
+		return 0;
+	if (ti.tcpi_delivered > 0 || ti.tcpi_bytes_received > 0) /* it was connected */
+		return ECONNRESET;
+	return ti.tcpi_segs_in > 0 ? ECONNREFUSED : ETIMEDOUT;
 }
 
 /*
@@ -263,11 +280,9 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	}
 	if (eof) {
 		out->flags |= EV_EOF;
-		/* Reading SO_ERROR clears it on Linux: only READ reports it (as
-		 * FreeBSD documents), so a WRITE event of a failed non-blocking
-		 * connect() leaves the error for the usual getsockopt check. */
+		/* Only READ reports it, as FreeBSD documents. */
 		if ((revents & EPOLLERR) && kn->kn_filter == EVFILT_READ &&
-		    fe->fe_type >= FT_STREAM && fe->fe_type <= FT_DGRAM)
+		    fe->fe_type == FT_STREAM)
 			out->fflags = sock_error(fd);
 	}
 	return ready || (kn->kn_status & KN_FORCED);
