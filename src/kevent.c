@@ -240,6 +240,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);
+			kq__file_retry(kq);
 			break;
 		case KQ_TAG_SIGNAL:
 			kq__signal_read(kq);

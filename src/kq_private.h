@@ -176,6 +176,7 @@ struct kq {
 	/* kq_lock: regular files at EOF watched with inotify (filewatch.c) */
 	struct kq_watch *kq_watches;
 	uint32_t kq_nwatches, kq_watchcap;
+	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
 
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
@@ -264,6 +265,7 @@ void kq__signal_read(struct kq *kq);
 void kq__file_changed(struct kq *kq);
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
+void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
 
 /* timerheap.c (kq_lock held) */
