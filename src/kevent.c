@@ -388,7 +388,9 @@ __attribute__((visibility("default"))) int kevent(int kq, const struct kevent *c
                                                   int nchanges, struct kevent *eventlist,
                                                   int nevents, const struct timespec *timeout)
 {
+	KQ_ENTER();
 	int r = kevent_impl(kq, changelist, nchanges, eventlist, nevents, timeout);
+	KQ_LEAVE();
 	if (r < 0) {
 		errno = -r;
 		return -1;
