@@ -165,9 +165,10 @@ struct kq {
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
-	int kq_live_slot;    /* index in the live list (kqueue.c) */
-	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
-	atomic_bool kq_dead; /* close() was called */
+	int kq_live_slot;          /* index in the live list (kqueue.c) */
+	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
+	atomic_bool kq_dead;       /* close() was called */
+	struct kq *kq_orphan_next; /* kq_orphans link (kqueue.c), while it holds a reference */
 
 	pthread_mutex_t kq_lock;
 	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
