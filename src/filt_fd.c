@@ -311,9 +311,7 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	}
 	if (eof) {
 		out->flags |= EV_EOF;
-		/* Only READ reports it, as FreeBSD documents. */
-		if ((revents & EPOLLERR) && kn->kn_filter == EVFILT_READ &&
-		    fe->fe_type == FT_STREAM)
+		if ((revents & EPOLLERR) && fe->fe_type == FT_STREAM)
 			out->fflags = sock_error(fd);
 	}
 	return ready || (kn->kn_status & KN_FORCED);

@@ -42,6 +42,12 @@ static void refused_connect_keeps_its_error(void)
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)c, EVFILT_READ, 2000);
 	CHECK(ev.flags & EV_EOF);
 	CHECK_EQ(ev.fflags, ECONNREFUSED);
+	/* WRITE too, as FreeBSD's filt_sowrite (the usual connect() check) */
+	KOK(kq, (uintptr_t)c, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	KOK(kq, (uintptr_t)c, EVFILT_WRITE, EV_ADD, 0, 0, NULL);
+	ev = EXPECT_ONE(kq, (uintptr_t)c, EVFILT_WRITE, 2000);
+	CHECK(ev.flags & EV_EOF);
+	CHECK_EQ(ev.fflags, ECONNREFUSED);
 	/* the program's own check, as after any failed non-blocking connect */
 	CHECK_EQ(sock_error(c), ECONNREFUSED);
 	CHECK_EQ(sock_error(c), 0);
