@@ -14,33 +14,43 @@
 
 #include "kq_private.h"
 
+_Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")));
+
 int kq__sys_close(int fd)
 {
 	return (int)syscall(SYS_close, fd);
 }
 
+/*
+ * Outside any libbaton call (kq__depth 0 on entry) the knotes go at once, as
+ * FreeBSD's close does.  Inside one we are a signal handler on top of it:
+ * the fd is only marked, and the next holder of its lock removes them.
+ */
+struct closing {
+	unsigned first, last;
+	bool locked_ok;
+};
+
 static void close_one_cb(struct kq *kq, void *arg)
 {
-	kq__fd_close(kq, *(int *)arg);
+	struct closing *c = arg;
+	kq__fd_close(kq, (int)c->first, c->locked_ok);
 }
 
 static void hook_close(int fd)
 {
-	if (kq__close_kqueue(fd))
-		return;
-	if (!KQ_BROKEN(KQ_BREAK_I4))
-		kq__foreach(close_one_cb, &fd);
+	struct closing c = {(unsigned)fd, (unsigned)fd, kq__depth == 0};
+	KQ_ENTER();
+	if (!kq__close_kqueue(fd) && !KQ_BROKEN(KQ_BREAK_I4))
+		kq__foreach(close_one_cb, &c);
+	KQ_LEAVE();
 }
-
-struct range {
-	unsigned first, last;
-};
 
 static void range_fd_cb(struct kq *kq, struct kq_fdent *fe, void *arg)
 {
-	struct range *r = arg;
+	struct closing *r = arg;
 	if ((unsigned)fe->fe_fd >= r->first && (unsigned)fe->fe_fd <= r->last)
-		kq__fd_close(kq, fe->fe_fd);
+		kq__fd_close(kq, fe->fe_fd, r->locked_ok);
 }
 
 static void range_kq_cb(struct kq *kq, void *arg)
@@ -78,9 +88,11 @@ __attribute__((visibility("default"))) int close_range(unsigned int first, unsig
                                                        int flags)
 {
 	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
-		struct range r = {first, last};
+		struct closing r = {first, last, kq__depth == 0};
+		KQ_ENTER();
 		kq__close_kqueue_range(first, last);
 		kq__foreach(range_kq_cb, &r);
+		KQ_LEAVE();
 	}
 	return (int)syscall(SYS_close_range, first, last, flags);
 }

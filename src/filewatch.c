@@ -5,20 +5,28 @@
  * (one inotify fd per kqueue, made when first needed), and a change to the
  * file queues the knotes of every fd watching it for a fresh look.  The same
  * inotify fd is where a VNODE filter will plug in.
+ *
+ * A watch that cannot be made (no fd free for the inotify fd, the watch
+ * limit reached) is kept as a pending entry (w_wd -1): the kqueue's timerfd
+ * is armed to look at its file every WATCH_RETRY_NS and to try the watch
+ * again, so growth is still reported, late but never lost.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "kq_private.h"
 
 struct kq_watch {
-	int w_wd; /* inotify watch, shared by fds of one file */
+	int w_wd; /* inotify watch, shared by fds of one file; -1: pending */
 	int w_fd;
 };
+
+#define WATCH_RETRY_NS 100000000LL
 
 #define WATCH_EVENTS (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF)
 
@@ -38,16 +46,35 @@ static int inotify_fd(struct kq *kq)
 	return kq->kq_inofd = fd;
 }
 
+/* Wakes kq__file_retry() soon (kq_lock held); the timer code re-arms after. */
+static void retry_arm(struct kq *kq)
+{
+	int64_t d = kq__now_ns() + WATCH_RETRY_NS;
+	if (kq->kq_timer_armed && kq->kq_timer_armed <= d)
+		return;
+	struct itimerspec its = {.it_value = {d / 1000000000LL, d % 1000000000LL}};
+	if (timerfd_settime(kq->kq_timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		kq->kq_timer_armed = d;
+}
+
+/* An inotify watch on fd's file, or -errno (kq_lock held). */
+static int add_watch(struct kq *kq, int fd)
+{
+	int ifd = inotify_fd(kq);
+	if (ifd < 0)
+		return ifd;
+	char path[40];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int wd = inotify_add_watch(ifd, path, WATCH_EVENTS);
+	return wd < 0 ? -errno : wd;
+}
+
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe)
 {
 	if (fe->fe_watched)
 		return 0;
 	pthread_mutex_lock(&kq->kq_lock);
-	int err = 0, ifd = inotify_fd(kq);
-	if (ifd < 0) {
-		err = ifd;
-		goto out;
-	}
+	int err = 0;
 	if (kq->kq_nwatches == kq->kq_watchcap) {
 		uint32_t cap = kq->kq_watchcap ? kq->kq_watchcap * 2 : 8;
 		struct kq_watch *w = realloc(kq->kq_watches, cap * sizeof(*w));
@@ -58,18 +85,54 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe)
 		kq->kq_watches = w;
 		kq->kq_watchcap = cap;
 	}
-	char path[40];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fe->fe_fd);
-	int wd = inotify_add_watch(ifd, path, WATCH_EVENTS);
-	if (wd < 0) {
-		err = -errno;
+	int wd = add_watch(kq, fe->fe_fd);
+	if (wd < 0 && wd != -EMFILE && wd != -ENFILE && wd != -ENOSPC && wd != -ENOMEM) {
+		err = wd;
 		goto out;
+	}
+	if (wd < 0) {
+		wd = -1; /* out of fds or watches for now: retried */
+		atomic_fetch_add_explicit(&kq->kq_wpending, 1, memory_order_relaxed);
+		retry_arm(kq);
 	}
 	kq->kq_watches[kq->kq_nwatches++] = (struct kq_watch){wd, fe->fe_fd};
 	fe->fe_watched = true;
 out:
 	pthread_mutex_unlock(&kq->kq_lock);
 	return err;
+}
+
+/*
+ * The timerfd fired: make the pending watches, and look at their files
+ * (they may have grown while nothing watched them).
+ */
+void kq__file_retry(struct kq *kq)
+{
+	if (!atomic_load_explicit(&kq->kq_wpending, memory_order_relaxed))
+		return; /* the common timer expiry */
+	int *fds = NULL, nfds = 0;
+	unsigned pending = 0;
+	pthread_mutex_lock(&kq->kq_lock);
+	fds = malloc((kq->kq_nwatches + 1) * sizeof(*fds));
+	for (uint32_t i = 0; fds && i < kq->kq_nwatches; i++) {
+		struct kq_watch *w = &kq->kq_watches[i];
+		if (w->w_wd >= 0)
+			continue;
+		int wd = add_watch(kq, w->w_fd);
+		if (wd >= 0)
+			w->w_wd = wd;
+		else
+			pending++;
+		fds[nfds++] = w->w_fd;
+	}
+	if (fds) /* a recount: also right after a fork copy dropped the table */
+		atomic_store_explicit(&kq->kq_wpending, pending, memory_order_relaxed);
+	if (!fds || pending)
+		retry_arm(kq);
+	pthread_mutex_unlock(&kq->kq_lock);
+	for (int i = 0; i < nfds; i++)
+		kq__fd_file_changed(kq, fds[i]);
+	free(fds);
 }
 
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe)
@@ -83,6 +146,9 @@ void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe)
 	for (uint32_t i = 0; i < kq->kq_nwatches; i++) {
 		if (kq->kq_watches[i].w_fd == fe->fe_fd) {
 			wd = kq->kq_watches[i].w_wd;
+			if (wd < 0)
+				atomic_fetch_sub_explicit(&kq->kq_wpending, 1,
+				                          memory_order_relaxed);
 			kq->kq_watches[i--] = kq->kq_watches[--kq->kq_nwatches];
 		}
 	}

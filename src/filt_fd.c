@@ -16,13 +16,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "kq_private.h"
@@ -93,6 +95,22 @@ static bool fe_edge(const struct kq_fdent *fe)
 	return (fe->fe_regmask & (EPOLLET | EPOLLONESHOT)) == EPOLLET;
 }
 
+/*
+ * The close hook ran while the fd was being (re)registered, and its
+ * EPOLL_CTL_DEL may have come first: take the registration out again if the
+ * number still names that file (fe_lock held).  Anonymous inodes (every
+ * eventfd shares one) cannot be told apart: such a registration is left, to
+ * go with its file; its reports are stale once the close is applied.
+ */
+static void fe_close_race(struct kq *kq, struct kq_fdent *fe)
+{
+	struct stat st;
+	if (fe->fe_type != FT_OTHER && fstat(fe->fe_fd, &st) == 0 && st.st_dev == fe->fe_dev &&
+	    st.st_ino == fe->fe_ino)
+		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+	fe->fe_inepoll = false;
+}
+
 /* Makes the epoll registration match the knotes (fe_lock held). */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
@@ -125,16 +143,28 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		fe->fe_inepoll = true;
 		fe->fe_armed = true;
 		fe->fe_regmask = want;
+		/* After the store the close hook reads: one of us sees the other. */
+		if (atomic_load(&fe->fe_closegen) != fe->fe_closeseen)
+			fe_close_race(kq, fe);
 	}
 	return err;
 }
 
-/* The kind of file fd names; FT_BAD if it names none. */
-static uint8_t probe_type(int fd)
+/*
+ * Linux's memory devices (major 1: null, zero, full, random, urandom, mem,
+ * kmsg...): their FreeBSD counterparts have no kqueue filter, so EV_ADD
+ * fails there with ENODEV (epoll refuses most of them too).
+ */
+#define MEM_MAJOR 1
+
+/* The kind of file fd names (FT_BAD if it names none), and its identity. */
+static int probe_type(int fd, uint64_t *dev, uint64_t *ino)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return FT_BAD;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
 	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
 		return FT_REGULAR;
 	if (S_ISFIFO(st.st_mode))
@@ -151,6 +181,8 @@ static uint8_t probe_type(int fd)
 	}
 	if (S_ISCHR(st.st_mode)) {
 		int n;
+		if (major(st.st_rdev) == MEM_MAJOR)
+			return FT_NODEV;
 		return ioctl(fd, FIONREAD, &n) == 0 ? FT_TTY : FT_OTHER;
 	}
 	return FT_OTHER;
@@ -165,12 +197,28 @@ static int64_t listen_backlog(int fd)
 	return 1;
 }
 
+/*
+ * The error of a failed TCP socket, for fflags with EV_EOF, read without
+ * consuming it: every Linux call that returns sk_err (SO_ERROR, recv even
+ * with MSG_PEEK, connect) also clears it, and the program must still see it
+ * (FreeBSD reports so_error and leaves it).  TCP_INFO leaves it alone; a
+ * socket that reported EPOLLERR and is closed now failed in one of these
+ * ways: it never got an answer to its SYN (ETIMEDOUT; an ICMP unreachable
+ * looks the same), its SYN was refused (a RST, ECONNREFUSED), or an
+ * established connection was reset (ECONNRESET).  Other sockets: 0.
+ */
 static uint32_t sock_error(int fd)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
-	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-	return (uint32_t)err;
+	enum { TCPS_CLOSE = 7 }; /* the kernel's TCP_CLOSE, not in the uapi headers */
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_delivered) + sizeof(ti.tcpi_delivered) ||
+	    ti.tcpi_state != TCPS_CLOSE)
+		return 0;
+	if (ti.tcpi_delivered > 0 || ti.tcpi_bytes_received > 0) /* it was connected */
+		return ECONNRESET;
+	return ti.tcpi_segs_in > 0 ? ECONNREFUSED : ETIMEDOUT;
 }
 
 /*
@@ -263,11 +311,7 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 	}
 	if (eof) {
 		out->flags |= EV_EOF;
-		/* Reading SO_ERROR clears it on Linux: only READ reports it (as
-		 * FreeBSD documents), so a WRITE event of a failed non-blocking
-		 * connect() leaves the error for the usual getsockopt check. */
-		if ((revents & EPOLLERR) && kn->kn_filter == EVFILT_READ &&
-		    fe->fe_type >= FT_STREAM && fe->fe_type <= FT_DGRAM)
+		if ((revents & EPOLLERR) && fe->fe_type == FT_STREAM)
 			out->fflags = sock_error(fd);
 	}
 	return ready || (kn->kn_status & KN_FORCED);
@@ -285,6 +329,72 @@ static void fd_detach(struct kq *kq, struct knote *kn)
 		pthread_mutex_unlock(&kq->kq_lock);
 	}
 	kn->kn_status = 0;
+}
+
+/* The fd's file went away: forget its knotes and registration (fe_lock held). */
+static void fe_forget(struct kq *kq, struct kq_fdent *fe)
+{
+	for (int k = 0; k < FE_NKN; k++)
+		if (fe->fe_kn[k].kn_status & KN_ATTACHED)
+			fd_detach(kq, &fe->fe_kn[k]);
+	fe->fe_gen++; /* whatever was reported for the old file is stale */
+	fe->fe_inepoll = false;
+	fe->fe_armed = false;
+	fe->fe_regmask = 0;
+	fe->fe_type = FT_UNKNOWN;
+	fe->fe_dev = fe->fe_ino = 0;
+}
+
+/* Applies the closes the hook saw since the last holder of fe_lock. */
+static void fe_reap(struct kq *kq, struct kq_fdent *fe)
+{
+	unsigned g = atomic_load_explicit(&fe->fe_closegen, memory_order_acquire);
+	if (g == fe->fe_closeseen)
+		return;
+	fe->fe_closeseen = g;
+	fe_forget(kq, fe);
+}
+
+/*
+ * fe_lock, with the closes the hook left to us applied on the way in and on
+ * the way out: whoever touches the fd's knotes next, a change, a delivery,
+ * a queued knote, finds them gone (I4).
+ */
+static void fe_enter(struct kq *kq, struct kq_fdent *fe)
+{
+	pthread_mutex_lock(&fe->fe_lock);
+	fe_reap(kq, fe);
+}
+
+static void fe_leave(struct kq *kq, struct kq_fdent *fe)
+{
+	fe_reap(kq, fe);
+	pthread_mutex_unlock(&fe->fe_lock);
+}
+
+/*
+ * EV_ADD on an fd with knotes: does the number still name their file?  A
+ * close the hooks did not see (fclose(), a raw syscall(SYS_close), a close
+ * in a library bound to libc's own) leaves them behind, and the new file
+ * must be registered, not taken for the old one.  (st_dev, st_ino) tell
+ * files apart, but for anonymous inodes (eventfd, timerfd, epoll... share
+ * one), whose registration is probed: EEXIST means it is the same file.
+ */
+static bool fe_file_changed(struct kq *kq, struct kq_fdent *fe)
+{
+	struct stat st;
+	if (fstat(fe->fe_fd, &st) < 0)
+		return true; /* closed: the probe of the change says EBADF */
+	if (st.st_dev != fe->fe_dev || st.st_ino != fe->fe_ino)
+		return true;
+	if (fe->fe_type != FT_OTHER || !fe->fe_inepoll)
+		return false;
+	/* stale data: a report of this probe is dropped */
+	uint64_t data = kq__ep_data_fd(fe->fe_fd, fe->fe_gen - 1);
+	if (kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, 0, data) != 0)
+		return false;
+	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+	return true;
 }
 
 static void fd_queue(struct kq *kq, struct knote *kn)
@@ -339,7 +449,11 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 		return fcntl(fd, F_GETFD) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
-	pthread_mutex_lock(&fe->fe_lock);
+	fe_enter(kq, fe);
+	if ((kev->flags & EV_ADD) &&
+	    ((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED) &&
+	    fe_file_changed(kq, fe))
+		fe_forget(kq, fe); /* as if the close had been seen */
 	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
 	bool exists = kn->kn_status & KN_ATTACHED;
 	uint16_t status0 = kn->kn_status;
@@ -350,15 +464,19 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 * common EV_ENABLE of a dispatch round costs none).
 	 */
 	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
-		uint8_t type = (kev->flags & EV_ADD)    ? probe_type(fd)
-		               : fcntl(fd, F_GETFD) < 0 ? FT_BAD
-		                                        : FT_UNKNOWN;
-		if (type == FT_BAD) {
-			err = -EBADF;
+		uint64_t dev = 0, ino = 0;
+		int type = (kev->flags & EV_ADD)    ? probe_type(fd, &dev, &ino)
+		           : fcntl(fd, F_GETFD) < 0 ? FT_BAD
+		                                    : FT_UNKNOWN;
+		if (type == FT_BAD || type == FT_NODEV) {
+			err = type == FT_BAD ? -EBADF : -ENODEV;
 			goto out;
 		}
-		if (kev->flags & EV_ADD)
-			fe->fe_type = type;
+		if (kev->flags & EV_ADD) {
+			fe->fe_type = (uint8_t)type;
+			fe->fe_dev = dev;
+			fe->fe_ino = ino;
+		}
 	}
 	if (!exists && !(kev->flags & EV_ADD)) {
 		err = -ENOENT;
@@ -425,6 +543,9 @@ sync:
 		err = 0;
 	else
 		err = fe_sync(kq, fe);
+	struct stat st;
+	if (err == -EPERM && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode))
+		err = -ENODEV; /* a device without poll: no kqueue filter either */
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
 		fe->fe_type = FT_REGULAR;
@@ -435,12 +556,12 @@ sync:
 		fd_detach(kq, kn); /* nothing half-applied */
 		fe_sync(kq, fe);
 	}
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 	if (release)
 		kq__group_release(kq, release, rgen);
 	return err;
 out:
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 	return err;
 }
 
@@ -470,11 +591,11 @@ static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
                            struct knote *a, bool pend_a, struct knote *b, bool pend_b)
 {
-	pthread_mutex_lock(&fe->fe_lock);
+	fe_enter(kq, fe);
 	fe_sync(kq, fe);
 	group_released(kq, fe, g, gen, a, pend_a);
 	group_released(kq, fe, g, gen, b, pend_b);
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 }
 
 /*
@@ -488,7 +609,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	if (!fe)
 		return 0;
 	int n = 0;
-	pthread_mutex_lock(&fe->fe_lock);
+	fe_enter(kq, fe);
 	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
 	/* Only a fired oneshot or a knote whose state changed needs epoll_ctl. */
@@ -530,7 +651,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	if (resync || before != (fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16))
 		fe_sync(kq, fe);
 out:
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 	return n;
 }
 
@@ -544,7 +665,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (poll(&pfd, 1, 0) < 0)
 		pfd.revents = 0;
 	int n = 0;
-	pthread_mutex_lock(&fe->fe_lock);
+	fe_enter(kq, fe);
 	/* Deleted, disabled or delivered since it was queued: nothing to do.
 	 * A new incarnation that was queued again is fine to deliver. */
 	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
@@ -566,7 +687,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	}
 	fe_sync(kq, fe);
 out:
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 	return n;
 }
 
@@ -596,36 +717,32 @@ void kq__fd_file_changed(struct kq *kq, int fd)
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return;
-	pthread_mutex_lock(&fe->fe_lock);
+	fe_enter(kq, fe);
 	struct knote *kn = &fe->fe_kn[FE_READ];
 	if (fe->fe_type == FT_REGULAR && (kn->kn_status & KN_ATTACHED) &&
 	    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
-	pthread_mutex_unlock(&fe->fe_lock);
+	fe_leave(kq, fe);
 }
 
-/* close(fd) and friends: the fd's knotes go, before the real close. */
-void kq__fd_close(struct kq *kq, int fd)
+/*
+ * close(fd) and friends, before the real close.  In a signal handler on top
+ * of a libbaton call (!locked_ok) the interrupted thread may hold fe_lock or
+ * kq_lock: then no lock is taken and nothing allocated.  fe_closegen moves,
+ * for the next holder of fe_lock to remove the knotes, and the registration
+ * is dropped while the number still names the file (a dup elsewhere would
+ * keep it alive in epoll).  Otherwise the knotes go at once, as FreeBSD's.
+ */
+void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 {
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return;
-	pthread_mutex_lock(&fe->fe_lock);
-	bool any = false;
-	for (int k = 0; k < FE_NKN; k++) {
-		if (fe->fe_kn[k].kn_status & KN_ATTACHED) {
-			fd_detach(kq, &fe->fe_kn[k]);
-			any = true;
-		}
+	atomic_fetch_add(&fe->fe_closegen, 1);
+	if (atomic_load(&fe->fe_inepoll))
+		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
+	if (locked_ok) {
+		fe_enter(kq, fe); /* applies it */
+		pthread_mutex_unlock(&fe->fe_lock);
 	}
-	fe->fe_gen++; /* whatever was reported for the old file is stale */
-	if (any || fe->fe_inepoll) {
-		if (fe->fe_inepoll)
-			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
-		fe->fe_inepoll = false;
-		fe->fe_armed = false;
-		fe->fe_regmask = 0;
-		fe->fe_type = FT_UNKNOWN;
-	}
-	pthread_mutex_unlock(&fe->fe_lock);
 }

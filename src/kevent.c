@@ -247,6 +247,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);
+			kq__file_retry(kq);
 			break;
 		case KQ_TAG_SIGNAL:
 			kq__signal_read(kq);
@@ -404,7 +405,9 @@ __attribute__((visibility("default"))) int kevent(int kq, const struct kevent *c
                                                   int nchanges, struct kevent *eventlist,
                                                   int nevents, const struct timespec *timeout)
 {
+	KQ_ENTER();
 	int r = kevent_impl(kq, changelist, nchanges, eventlist, nevents, timeout);
+	KQ_LEAVE();
 	if (r < 0) {
 		errno = -r;
 		return -1;

@@ -129,6 +129,7 @@ enum kq_ftype {
 	FT_REGULAR, /* regular file or directory: not pollable by epoll */
 	FT_OTHER,   /* eventfd, epoll, kqueue...: trust epoll, data 0 */
 	FT_BAD,     /* not an open fd (probe result only) */
+	FT_NODEV,   /* a device FreeBSD has no kqueue filter for (probe result only) */
 };
 
 struct kq_fdent {
@@ -136,10 +137,19 @@ struct kq_fdent {
 	int fe_fd;           /* constant: the index of this entry */
 	uint32_t fe_gen;     /* fe_lock; bumped when close() removes the fd */
 	uint32_t fe_regmask; /* fe_lock; events registered in epoll */
-	bool fe_inepoll;     /* fe_lock; registered in epoll */
-	bool fe_armed;       /* fe_lock; false once an EPOLLONESHOT fired */
-	uint8_t fe_type;     /* fe_lock; enum kq_ftype, found at first attach */
-	bool fe_watched;     /* fe_lock; an inotify watch wakes it when the file changes */
+	atomic_bool
+	        fe_inepoll; /* fe_lock to change; registered in epoll (the close hook reads it) */
+	bool fe_armed;      /* fe_lock; false once an EPOLLONESHOT fired */
+	uint8_t fe_type;    /* fe_lock; enum kq_ftype, found at first attach */
+	bool fe_watched;    /* fe_lock; an inotify watch wakes it when the file changes */
+	/*
+	 * close() of the number, seen by the hook without a lock (it may run
+	 * in a signal handler): bumped there, and the knotes are removed by
+	 * the next holder of fe_lock, which finds fe_closeseen behind it.
+	 */
+	atomic_uint fe_closegen;
+	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
+	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
 	struct knote fe_kn[FE_NKN];
 };
 
@@ -155,9 +165,10 @@ struct kq {
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
-	int kq_live_slot;    /* index in the live list (kqueue.c) */
-	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
-	atomic_bool kq_dead; /* close() was called */
+	int kq_live_slot;          /* index in the live list (kqueue.c) */
+	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
+	atomic_bool kq_dead;       /* close() was called */
+	struct kq *kq_orphan_next; /* kq_orphans link (kqueue.c), while it holds a reference */
 
 	pthread_mutex_t kq_lock;
 	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
@@ -176,6 +187,7 @@ struct kq {
 	/* kq_lock: regular files at EOF watched with inotify (filewatch.c) */
 	struct kq_watch *kq_watches;
 	uint32_t kq_nwatches, kq_watchcap;
+	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
 
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
@@ -252,7 +264,7 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev);
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
-void kq__fd_close(struct kq *kq, int fd);
+void kq__fd_close(struct kq *kq, int fd, bool locked_ok);
 
 /* kevent.c: shared by the non-fd filters */
 int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct filterops *fop);
@@ -264,6 +276,7 @@ void kq__signal_read(struct kq *kq);
 void kq__file_changed(struct kq *kq);
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
+void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
 
 /* timerheap.c (kq_lock held) */
@@ -288,6 +301,14 @@ uint64_t kq__ep_data_fd(int fd, uint32_t gen);
 
 /* fdhook.c */
 int kq__sys_close(int fd);
+/*
+ * libbaton calls in progress on this thread (kevent(), the close hooks): a
+ * close() hook found running on top of one is in a signal handler that may
+ * have interrupted a holder of any of our locks, and takes none.
+ */
+extern _Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")));
+#define KQ_ENTER() (kq__depth++)
+#define KQ_LEAVE() (kq__depth--)
 
 /* Fault switches for the stress tests (BATON_TEST_HOOKS builds only). */
 #ifdef BATON_TEST_HOOKS

@@ -167,8 +167,40 @@ static void kq_release(struct kq *kq)
 	pthread_mutex_destroy(&kq->kq_glock);
 }
 
+/*
+ * Dead kqueues whose last reference a close() hook in a signal handler
+ * would have dropped: freeing takes kq_global and free(), which the
+ * interrupted thread may hold.  They keep that reference on this stack (so
+ * they are not recycled meanwhile) until the next kq__put() outside a
+ * handler drops it.
+ */
+static _Atomic(struct kq *) kq_orphans;
+
+static void orphans_put(void)
+{
+	struct kq *kq = atomic_exchange(&kq_orphans, NULL);
+	while (kq) {
+		struct kq *next = kq->kq_orphan_next;
+		kq__put(kq);
+		kq = next;
+	}
+}
+
 void kq__put(struct kq *kq)
 {
+	if (kq__depth > 1) { /* a hook on top of a libbaton call: a signal handler */
+		int r = atomic_load(&kq->kq_refs);
+		while (r > 1 && !atomic_compare_exchange_weak(&kq->kq_refs, &r, r - 1))
+			;
+		if (r > 1)
+			return;
+		kq->kq_orphan_next = atomic_load(&kq_orphans);
+		while (!atomic_compare_exchange_weak(&kq_orphans, &kq->kq_orphan_next, kq))
+			;
+		return;
+	}
+	if (atomic_load_explicit(&kq_orphans, memory_order_relaxed))
+		orphans_put();
 	if (atomic_fetch_sub(&kq->kq_refs, 1) != 1)
 		return;
 	/*
