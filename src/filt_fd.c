@@ -93,6 +93,12 @@ static bool fe_edge(const struct kq_fdent *fe)
 	return (fe->fe_regmask & (EPOLLET | EPOLLONESHOT)) == EPOLLET;
 }
 
+/* Does fe's registration report a ready fd again and again by itself? */
+static bool fe_level(const struct kq_fdent *fe)
+{
+	return fe->fe_inepoll && !(fe->fe_regmask & (EPOLLET | EPOLLONESHOT));
+}
+
 /* Makes the epoll registration match the knotes (fe_lock held). */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
@@ -501,17 +507,24 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 			continue;
 		if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
 			continue;
-		/* A level knote comes once per call, however often epoll reports it. */
-		if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) == kq__call_token &&
-		    room > 0)
-			continue;
 		if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) &&
 		    !KQ_BROKEN(KQ_BREAK_I1)) {
 			if (fe_edge(fe))
 				kn->kn_status |= KN_PENDING;
 			continue;
 		}
-		if (n == room) {
+		/*
+		 * A knote comes once per call.  Reported again to the call that
+		 * delivered it, it is kept for a later call: a level registration
+		 * reports it again by itself, any other report is an edge (an
+		 * EV_CLEAR knote's new data, a re-armed oneshot) that only the
+		 * ready queue keeps.
+		 */
+		bool again = n < room && atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) ==
+		                                 kq__call_token;
+		if (again && fe_level(fe))
+			continue;
+		if (n == room || again) {
 			fd_queue(kq, kn); /* leftover: comes back in turn (I3) */
 			continue;
 		}
