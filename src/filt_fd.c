@@ -520,8 +520,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		 * EV_CLEAR knote's new data, a re-armed oneshot) that only the
 		 * ready queue keeps.
 		 */
-		bool again = n < room && atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) ==
-		                                 kq__call_token;
+		bool again = n < room && kq__delivered_here(kn, out + n);
 		if (again && fe_level(fe))
 			continue;
 		if (n == room || again) {

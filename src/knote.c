@@ -219,3 +219,12 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
 		memset(out->ext, 0, sizeof(out->ext));
 	}
 }
+
+/* Is kn among the events from..upto (one call's eventlist)? */
+bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto)
+{
+	for (; from < upto; from++)
+		if (from->ident == kn->kn_ident && from->filter == kn->kn_filter)
+			return true;
+	return false;
+}
