@@ -305,11 +305,12 @@ static void fd_queue(struct kq *kq, struct knote *kn)
 /*
  * After a knote was copied out: oneshot, dispatch, or keep it level.  A
  * level knote is requeued at the tail (and re-checked with poll() when it
- * comes round) when the kernel will not report it again by itself (edge
- * registration, unpollable file), or when it came off the ready queue: then
- * its sibling may be queued too, and both must take turns (I5).
+ * comes round) when the kernel will not report it again by itself (edge or
+ * oneshot registration, unpollable file).  On a level registration it goes
+ * back to the kernel even when it came off the ready queue: kept queued it
+ * would turn every report of its fd into a wake-up with nothing to take.
  */
-static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, bool from_queue)
+static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
 {
 	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
@@ -317,8 +318,7 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 	} else if (kn->kn_flags & EV_DISPATCH) {
 		if (!KQ_BROKEN(KQ_BREAK_I1)) /* broken: stays armed for others */
 			kn->kn_status |= KN_DISABLED;
-	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) &&
-	           (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
+	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) && !fe_level(fe)) {
 		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
 	}
 }
@@ -501,7 +501,11 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		fe->fe_armed = false;
 		resync = true;
 	}
-	for (int k = 0; k < FE_NKN; k++) {
+	/* READ and WRITE take turns at going first: with room for one
+	 * event neither starves the other (I3). */
+	int first = fe->fe_wfirst;
+	for (int i = 0; i < FE_NKN; i++) {
+		int k = i ^ first;
 		struct knote *kn = &fe->fe_kn[k];
 		if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
 			continue;
@@ -521,10 +525,17 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		 * ready queue keeps.
 		 */
 		bool again = n < room && kq__delivered_here(kn, out + n);
-		if (again && fe_level(fe))
-			continue;
 		if (n == room || again) {
-			fd_queue(kq, kn); /* leftover: comes back in turn (I3) */
+			/*
+			 * A leftover comes back in turn (I3).  A level
+			 * registration keeps it in the kernel, which reports
+			 * it to the next waiter: parked on the ready queue it
+			 * would make every report of its fd a wake-up with
+			 * nothing to take.  Only reports taken behind the
+			 * queue (room 0) join it there, for FIFO order (I5).
+			 */
+			if (room == 0 || !fe_level(fe))
+				fd_queue(kq, kn);
 			continue;
 		}
 		if (!fd_event(fe, kn, revents, &out[n]))
@@ -534,7 +545,8 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 			continue;
 		}
 		n++;
-		fd_delivered(kq, fe, kn, false);
+		fe->fe_wfirst = k == FE_READ;
+		fd_delivered(kq, fe, kn);
 	}
 	if (resync || before != (fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16))
 		fe_sync(kq, fe);
@@ -571,7 +583,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 		kq__file_watch(kq, fe);
 	if (fd_event(fe, kn, pfd.revents, out) && (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
-		fd_delivered(kq, fe, kn, true);
+		fd_delivered(kq, fe, kn);
 	}
 	fe_sync(kq, fe);
 out:
