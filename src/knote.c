@@ -220,11 +220,16 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
 	}
 }
 
-/* Is kn among the events from..upto (one call's eventlist)? */
+/*
+ * Is kn among the events from..upto (one call's eventlist)?  The drain asks
+ * under kq_lock, not an fd knote's own lock: its number is read from its
+ * (constant) table entry, its filter never changes.
+ */
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto)
 {
+	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fe->fe_fd : kn->kn_ident;
 	for (; from < upto; from++)
-		if (from->ident == kn->kn_ident && from->filter == kn->kn_filter)
+		if (from->ident == ident && from->filter == kn->kn_filter)
 			return true;
 	return false;
 }
