@@ -140,7 +140,7 @@ struct kq_fdent {
 	bool fe_armed;       /* fe_lock; false once an EPOLLONESHOT fired */
 	uint8_t fe_type;     /* fe_lock; enum kq_ftype, found at first attach */
 	bool fe_watched;     /* fe_lock; an inotify watch wakes it when the file changes */
-	uint8_t fe_wfirst;   /* fe_lock; 1: WRITE goes first in the next report */
+	uint8_t fe_wfirst;   /* fe_lock; 1: WRITE goes first in the next report (it did not fit) */
 	struct knote fe_kn[FE_NKN];
 };
 
