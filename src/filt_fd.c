@@ -111,6 +111,12 @@ static void fe_close_race(struct kq *kq, struct kq_fdent *fe)
 	fe->fe_inepoll = false;
 }
 
+/* Does fe's registration report a ready fd again and again by itself? */
+static bool fe_level(const struct kq_fdent *fe)
+{
+	return fe->fe_inepoll && !(fe->fe_regmask & (EPOLLET | EPOLLONESHOT));
+}
+
 /* Makes the epoll registration match the knotes (fe_lock held). */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
@@ -409,11 +415,12 @@ static void fd_queue(struct kq *kq, struct knote *kn)
 /*
  * After a knote was copied out: oneshot, dispatch, or keep it level.  A
  * level knote is requeued at the tail (and re-checked with poll() when it
- * comes round) when the kernel will not report it again by itself (edge
- * registration, unpollable file), or when it came off the ready queue: then
- * its sibling may be queued too, and both must take turns (I5).
+ * comes round) when the kernel will not report it again by itself (edge or
+ * oneshot registration, unpollable file).  On a level registration it goes
+ * back to the kernel even when it came off the ready queue: kept queued it
+ * would turn every report of its fd into a wake-up with nothing to take.
  */
-static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, bool from_queue)
+static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
 {
 	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
@@ -421,8 +428,7 @@ static void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn, b
 	} else if (kn->kn_flags & EV_DISPATCH) {
 		if (!KQ_BROKEN(KQ_BREAK_I1)) /* broken: stays armed for others */
 			kn->kn_status |= KN_DISABLED;
-	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) &&
-	           (from_queue || fe->fe_type == FT_REGULAR || (fe->fe_regmask & EPOLLET))) {
+	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) && !fe_level(fe)) {
 		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
 	}
 }
@@ -599,6 +605,58 @@ void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 }
 
 /*
+ * Knote k of an fd report (fe_lock held): delivered into out[*n], queued,
+ * or left to the kernel.  Inlined with a constant k, as a plain loop over
+ * both knotes would be.
+ */
+static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struct kq_fdent *fe,
+                                                            int k, uint32_t revents,
+                                                            struct kevent *out, int room, int *n,
+                                                            bool *resync)
+{
+	struct knote *kn = &fe->fe_kn[k];
+	if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
+		return;
+	if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
+		return;
+	if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) && !KQ_BROKEN(KQ_BREAK_I1)) {
+		if (fe_edge(fe))
+			kn->kn_status |= KN_PENDING;
+		return;
+	}
+	/*
+	 * A knote comes once per call.  Reported again to the call that
+	 * delivered it, it is kept for a later call: a level registration
+	 * reports it again by itself, any other report is an edge (an
+	 * EV_CLEAR knote's new data, a re-armed oneshot) that only the ready
+	 * queue keeps.
+	 */
+	bool again = *n < room && kq__delivered_here(kn, out + *n);
+	if (*n == room || again) {
+		/*
+		 * A leftover comes back in turn (I3).  A level registration
+		 * keeps it in the kernel, which reports it to the next waiter:
+		 * parked on the ready queue it would make every report of its
+		 * fd a wake-up with nothing to take.  Only reports taken
+		 * behind the queue (room 0) join it there, for FIFO order (I5).
+		 */
+		if (room == 0 || !fe_level(fe))
+			fd_queue(kq, kn);
+		else if (*n == room)
+			fe->fe_wfirst = k == FE_WRITE; /* its turn next */
+		return;
+	}
+	if (!fd_event(fe, kn, revents, &out[*n]))
+		return;
+	if (kn_serial(kn) && !kq__group_take(kn)) {
+		*resync = true; /* parked: its group is held elsewhere */
+		return;
+	}
+	(*n)++;
+	fd_delivered(kq, fe, kn);
+}
+
+/*
  * An epoll report for fd: deliver its knotes into out (room slots), queue
  * what does not fit.  Returns the number of events written.
  */
@@ -619,34 +677,14 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		fe->fe_armed = false;
 		resync = true;
 	}
-	for (int k = 0; k < FE_NKN; k++) {
-		struct knote *kn = &fe->fe_kn[k];
-		if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
-			continue;
-		if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
-			continue;
-		/* A level knote comes once per call, however often epoll reports it. */
-		if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) == kq__call_token &&
-		    room > 0)
-			continue;
-		if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) &&
-		    !KQ_BROKEN(KQ_BREAK_I1)) {
-			if (fe_edge(fe))
-				kn->kn_status |= KN_PENDING;
-			continue;
-		}
-		if (n == room) {
-			fd_queue(kq, kn); /* leftover: comes back in turn (I3) */
-			continue;
-		}
-		if (!fd_event(fe, kn, revents, &out[n]))
-			continue;
-		if (kn_serial(kn) && !kq__group_take(kn)) {
-			resync = true; /* parked: its group is held elsewhere */
-			continue;
-		}
-		n++;
-		fd_delivered(kq, fe, kn, false);
+	/* A knote that did not fit goes first in the fd's next report: with
+	 * room for one event neither READ nor WRITE starves the other (I3). */
+	if (!fe->fe_wfirst) {
+		fd_report(kq, fe, FE_READ, revents, out, room, &n, &resync);
+		fd_report(kq, fe, FE_WRITE, revents, out, room, &n, &resync);
+	} else {
+		fd_report(kq, fe, FE_WRITE, revents, out, room, &n, &resync);
+		fd_report(kq, fe, FE_READ, revents, out, room, &n, &resync);
 	}
 	if (resync || before != (fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16))
 		fe_sync(kq, fe);
@@ -683,7 +721,7 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 		kq__file_watch(kq, fe);
 	if (fd_event(fe, kn, pfd.revents, out) && (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
-		fd_delivered(kq, fe, kn, true);
+		fd_delivered(kq, fe, kn);
 	}
 	fe_sync(kq, fe);
 out:

@@ -214,8 +214,7 @@ static int drain(struct kq *kq, struct kevent *out, int room)
 		while (n + nfd < room && (more = budget-- > 0)) {
 			struct knote *kn = kq->kq_head;
 			kq__dequeue(kq, kn);
-			if (atomic_load_explicit(&kn->kn_seen, memory_order_relaxed) ==
-			    kq__call_token) {
+			if (kq__delivered_here(kn, out + n)) {
 				kq__enqueue(kq, kn); /* delivered by this call: behind the rest */
 				continue;
 			}
@@ -302,6 +301,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 {
 	struct epoll_event evbuf[KQ_EVBUF];
 	int64_t deadline = deadline_of(ts);
+	kq__call_out = out;
 	int n = 0, spins = 0;
 	for (;;) {
 		if (atomic_load(&kq->kq_dead))
@@ -340,6 +340,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 }
 
 _Thread_local uint64_t kq__call_token;
+_Thread_local struct kevent *kq__call_out;
 
 /*
  * 64-bit tokens from a process-wide counter, taken by each thread in blocks

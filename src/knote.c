@@ -226,3 +226,17 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
 		memset(out->ext, 0, sizeof(out->ext));
 	}
 }
+
+/*
+ * Is kn among the events from..upto (one call's eventlist)?  The drain asks
+ * under kq_lock, not an fd knote's own lock: its number is read from its
+ * (constant) table entry, its filter never changes.
+ */
+bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto)
+{
+	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fe->fe_fd : kn->kn_ident;
+	for (; from < upto; from++)
+		if (from->ident == ident && from->filter == kn->kn_filter)
+			return true;
+	return false;
+}

@@ -73,7 +73,7 @@ struct knote {
 	bool kn_queued;        /* on kq_ready (kq_lock) */
 	bool kn_isfd;          /* constant: embedded in a kq_fdent */
 	uint32_t kn_heapidx;   /* timers: index in kq_timers, UINT32_MAX if none */
-	atomic_ullong kn_seen; /* token of the kevent() call that last delivered it */
+	atomic_ullong kn_seen; /* knote's lock: token of the call that last delivered it */
 	int64_t kn_data;       /* accumulated data: expirations, signal count */
 	union {
 		struct {
@@ -150,6 +150,7 @@ struct kq_fdent {
 	atomic_uint fe_closegen;
 	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
 	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
+	uint8_t fe_wfirst; /* fe_lock; 1: WRITE goes first in the next report (it did not fit) */
 	struct knote fe_kn[FE_NKN];
 };
 
@@ -235,6 +236,7 @@ bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq);                        /* a waiter should look at kq_ready (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
 extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
+extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
 int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
@@ -249,6 +251,24 @@ struct knote *kq__knote_alloc(struct kq *kq);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
 void kq__knote_copyout(const struct knote *kn, struct kevent *out);
+bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto);
+
+/*
+ * Did this kevent() call already return kn (in kq__call_out up to upto)?
+ * The knote's lock held.  Tokens come in blocks of 65 536 per thread, so a
+ * stamp from this thread's block that is not this call's says no at once;
+ * only a stamp another thread wrote since may hide one of this call's, and
+ * only then is the call's own eventlist looked through.
+ */
+static inline bool kq__delivered_here(const struct knote *kn, const struct kevent *upto)
+{
+	uint64_t seen = atomic_load_explicit(&kn->kn_seen, memory_order_relaxed);
+	if (seen == kq__call_token)
+		return true;
+	if (seen >> 16 == kq__call_token >> 16)
+		return false;
+	return kq__knote_in(kn, kq__call_out, upto);
+}
 void kq__activate(struct kq *kq, struct knote *kn);
 void kq__knote_free_all(struct kq *kq);
 
