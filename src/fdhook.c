@@ -24,12 +24,21 @@ static void close_one_cb(struct kq *kq, void *arg)
 	kq__fd_close(kq, *(int *)arg);
 }
 
-static void hook_close(int fd)
+/* The fd side: every kqueue drops its knotes on the number. */
+static void hook_close_fd(int fd)
 {
-	if (kq__close_kqueue(fd))
-		return;
 	if (!KQ_BROKEN(KQ_BREAK_I4))
 		kq__foreach(close_one_cb, &fd);
+}
+
+/*
+ * A kqueue's number is an fd like any other: other kqueues may watch it, so
+ * its knotes go too (FreeBSD's fdclose does not care what the file is).
+ */
+static void hook_close(int fd)
+{
+	kq__close_kqueue(fd);
+	hook_close_fd(fd);
 }
 
 struct range {
