@@ -6,8 +6,13 @@
  * The real calls are made with syscall(2), which works for the shared and
  * the static library alike.
  *
- * Each hook has a kqueue side (the number may name a kqueue: kqueue.c) and
- * an fd side (every kqueue drops its knotes on the number: filt_fd.c).
+ * Each hook has a kqueue side (the number may name a kqueue, or be one of a
+ * kqueue's own descriptors: kqueue.c) and an fd side (every kqueue drops its
+ * knotes on the number: filt_fd.c).  dup() and fcntl(F_DUPFD*) are
+ * interposed too, so that every name of a kqueue is known when it is made
+ * (close and fork then cost what the kqueue's names cost), and so is
+ * fcntl(F_GETFD/F_SETFD), which shows a kqueue name's close-on-exec flag as
+ * the program set it (the kernel's is always set: see kqueue.c).
  *
  * Binding: the entry points are exported as name@@BATON_0, which a program
  * or library linked with -lbaton refers to; code linked against libc alone
@@ -19,9 +24,11 @@
  * wins, which is libbaton whenever it is loaded before libc (linked into the
  * program, or LD_PRELOAD).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <stdarg.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -73,6 +80,8 @@ static void hook_close_range_fd(unsigned first, unsigned last)
 	kq__foreach(range_kq_cb, &r);
 }
 
+/* ---- kqueue side ---- */
+
 /*
  * A kqueue's number is an fd like any other: other kqueues may watch it, so
  * its knotes go too (FreeBSD's fdclose does not care what the file is).
@@ -83,12 +92,40 @@ static void hook_close(int fd)
 	hook_close_fd(fd);
 }
 
+/* The real close_range() of [first, last], leaving the kqueues' own
+ * descriptors out: to the program those numbers are not open. */
+static int close_range_around_private(unsigned first, unsigned last, int flags)
+{
+	int r = 0;
+	for (unsigned lo = first;;) {
+		long p = kq__next_private(lo, last);
+		unsigned hi = p < 0 ? last : (unsigned)p - 1;
+		if ((p < 0 || (unsigned)p > lo) && syscall(SYS_close_range, lo, hi, flags) < 0)
+			r = -1;
+		if (p < 0 || (unsigned)p >= last)
+			return r;
+		lo = (unsigned)p + 1;
+	}
+}
+
 /* ---- the entry points ---- */
 
 static int do_close(int fd)
 {
+	if (kq__is_private_fd(fd)) {
+		errno = EBADF; /* not open, as far as the program can know */
+		return -1;
+	}
 	hook_close(fd);
 	return kq__sys_close(fd);
+}
+
+static int do_dup(int fd)
+{
+	int r = (int)syscall(SYS_dup, fd);
+	if (r >= 0)
+		kq__dup_kqueue(fd, r, false);
+	return r;
 }
 
 static int do_dup3(int oldfd, int newfd, int flags)
@@ -97,31 +134,106 @@ static int do_dup3(int oldfd, int newfd, int flags)
 		errno = EINVAL;
 		return -1;
 	}
-	if (fcntl(oldfd, F_GETFD) < 0)
+	if (syscall(SYS_fcntl, oldfd, F_GETFD) < 0)
 		return -1; /* EBADF, and newfd stays open */
+	kq__private_evict(newfd);
 	hook_close(newfd);
-	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+	int r = (int)syscall(SYS_dup3, oldfd, newfd, flags);
+	if (r >= 0)
+		kq__dup_kqueue(oldfd, r, (flags & O_CLOEXEC) != 0);
+	return r;
 }
 
 static int do_dup2(int oldfd, int newfd)
 {
 	if (oldfd == newfd)
-		return fcntl(oldfd, F_GETFD) < 0 ? -1 : newfd;
+		return syscall(SYS_fcntl, oldfd, F_GETFD) < 0 ? -1 : newfd;
 	return do_dup3(oldfd, newfd, 0);
 }
 
 static int do_close_range(unsigned first, unsigned last, int flags)
 {
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
+	if (first > last)
+		return (int)syscall(SYS_close_range, first, last, flags); /* EINVAL */
+	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		kq__close_kqueue_range(first, last);
 		hook_close_range_fd(first, last);
 	}
-	return (int)syscall(SYS_close_range, first, last, flags);
+	return close_range_around_private(first, last, flags);
 }
+
+/*
+ * fcntl: the dups and the close-on-exec flag of kqueue names; everything
+ * else goes to libc's own fcntl (its F_GETOWN and cancellation handling),
+ * found once with RTLD_NEXT (a static program without dlsym gets the
+ * system call).
+ */
+typedef int (*fcntl_fn)(int, int, ...);
+
+static fcntl_fn next_fcntl(_Atomic(fcntl_fn) *cache, const char *name)
+{
+	fcntl_fn f = atomic_load_explicit(cache, memory_order_acquire);
+	if (!f) {
+		f = (fcntl_fn)dlsym(RTLD_NEXT, name);
+		atomic_store_explicit(cache, f, memory_order_release);
+	}
+	return f;
+}
+
+static int do_fcntl(_Atomic(fcntl_fn) *cache, const char *name, int fd, int cmd, void *arg)
+{
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC: {
+		int r = (int)syscall(SYS_fcntl, fd, cmd, arg);
+		if (r >= 0)
+			kq__dup_kqueue(fd, r, cmd == F_DUPFD_CLOEXEC);
+		return r;
+	}
+	case F_GETFD: {
+		int r = (int)syscall(SYS_fcntl, fd, cmd);
+		int user = r >= 0 ? kq__name_getfd(fd) : -1;
+		return user >= 0 ? (r & ~FD_CLOEXEC) | user : r;
+	}
+	case F_SETFD:
+		if (kq__name_setfd(fd, (int)(intptr_t)arg))
+			arg = (void *)((intptr_t)arg | FD_CLOEXEC);
+		return (int)syscall(SYS_fcntl, fd, cmd, arg);
+	}
+	fcntl_fn f = next_fcntl(cache, name);
+	return f ? f(fd, cmd, arg) : (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+static _Atomic(fcntl_fn) libc_fcntl, libc_fcntl64;
+
 
 KQ_EXPORT int close(int fd)
 {
 	return do_close(fd);
+}
+
+KQ_EXPORT int dup(int fd)
+{
+	return do_dup(fd);
+}
+
+/* The argument is an int or a pointer; libc reads it as a pointer too. */
+#define FCNTL_ARG(arg, cmd)                                                                        \
+	va_list ap;                                                                                \
+	va_start(ap, cmd);                                                                         \
+	void *arg = va_arg(ap, void *);                                                            \
+	va_end(ap)
+
+KQ_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	FCNTL_ARG(arg, cmd);
+	return do_fcntl(&libc_fcntl, "fcntl", fd, cmd, arg);
+}
+
+KQ_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	FCNTL_ARG(arg, cmd);
+	return do_fcntl(&libc_fcntl64, "fcntl64", fd, cmd, arg);
 }
 
 KQ_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -149,6 +261,32 @@ KQ_EXPORT int kq__libc_close(int fd);
 int kq__libc_close(int fd)
 {
 	return do_close(fd);
+}
+#endif
+#ifdef KQ_LIBC_VER_dup
+KQ_LIBC_ALIAS(dup, KQ_LIBC_VER_dup);
+KQ_EXPORT int kq__libc_dup(int fd);
+int kq__libc_dup(int fd)
+{
+	return do_dup(fd);
+}
+#endif
+#ifdef KQ_LIBC_VER_fcntl
+KQ_LIBC_ALIAS(fcntl, KQ_LIBC_VER_fcntl);
+KQ_EXPORT int kq__libc_fcntl(int fd, int cmd, ...);
+int kq__libc_fcntl(int fd, int cmd, ...)
+{
+	FCNTL_ARG(arg, cmd);
+	return do_fcntl(&libc_fcntl, "fcntl", fd, cmd, arg);
+}
+#endif
+#ifdef KQ_LIBC_VER_fcntl64
+KQ_LIBC_ALIAS(fcntl64, KQ_LIBC_VER_fcntl64);
+KQ_EXPORT int kq__libc_fcntl64(int fd, int cmd, ...);
+int kq__libc_fcntl64(int fd, int cmd, ...)
+{
+	FCNTL_ARG(arg, cmd);
+	return do_fcntl(&libc_fcntl64, "fcntl64", fd, cmd, arg);
 }
 #endif
 #ifdef KQ_LIBC_VER_dup2

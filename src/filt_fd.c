@@ -334,9 +334,12 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
-	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
+	/* Look before allocating: a closed number costs no table chunk. */
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe && (kev->flags & EV_ADD) && fcntl(fd, F_GETFD) >= 0)
+		fe = kq__fdt_get(kq, fd);
 	if (!fe)
-		return (kev->flags & EV_ADD) ? -ENOMEM : fcntl(fd, F_GETFD) < 0 ? -EBADF : -ENOENT;
+		return fcntl(fd, F_GETFD) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
 	pthread_mutex_lock(&fe->fe_lock);
@@ -350,6 +353,10 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 * common EV_ENABLE of a dispatch round costs none).
 	 */
 	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
+		if (kq__is_private_fd(fd)) {
+			err = -EBADF; /* a kqueue's own descriptor: not the program's */
+			goto out;
+		}
 		uint8_t type = (kev->flags & EV_ADD)    ? probe_type(fd)
 		               : fcntl(fd, F_GETFD) < 0 ? FT_BAD
 		                                        : FT_UNKNOWN;

@@ -1,15 +1,15 @@
 #!/bin/sh
-# libbaton must export the kqueue API and the close() family it interposes
-# (SEMANTICS I4), nothing else: each as name@@BATON_0, and each interposer
+# libbaton must export the kqueue API and the close()/dup()/fcntl() family it
+# interposes (SEMANTICS I4), nothing else: each as name@@BATON_0, and each interposer
 # also under libc's own version of the name (close@GLIBC_2.2.5 on x86-64),
 # which is what code linked against libc alone refers to.
 set -eu
 lib=$1
 api="kevent kqueue kqueue1 kqueuex"
-hooks="close close_range dup2 dup3"
+hooks="close close_range dup dup2 dup3 fcntl fcntl64"
 syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWiV]$/ {print $3}')
 got=$(echo "$syms" | sed 's/@.*//' | sort -u | tr '\n' ' ')
-want="close close_range dup2 dup3 kevent kqueue kqueue1 kqueuex "
+want="close close_range dup dup2 dup3 fcntl fcntl64 kevent kqueue kqueue1 kqueuex "
 if [ "$got" != "$want" ]; then
   echo "exports differ: got [$got] want [$want]"
   exit 1
