@@ -206,7 +206,6 @@ static int do_fcntl(_Atomic(fcntl_fn) *cache, const char *name, int fd, int cmd,
 
 static _Atomic(fcntl_fn) libc_fcntl, libc_fcntl64;
 
-
 KQ_EXPORT int close(int fd)
 {
 	return do_close(fd);
@@ -218,10 +217,10 @@ KQ_EXPORT int dup(int fd)
 }
 
 /* The argument is an int or a pointer; libc reads it as a pointer too. */
-#define FCNTL_ARG(arg, cmd)                                                                        \
-	va_list ap;                                                                                \
-	va_start(ap, cmd);                                                                         \
-	void *arg = va_arg(ap, void *);                                                            \
+#define FCNTL_ARG(arg, cmd)             \
+	va_list ap;                     \
+	va_start(ap, cmd);              \
+	void *arg = va_arg(ap, void *); \
 	va_end(ap)
 
 KQ_EXPORT int fcntl(int fd, int cmd, ...)

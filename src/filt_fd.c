@@ -334,6 +334,8 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
+	if (kq__is_private_fd(fd))
+		return -EBADF; /* a kqueue's own descriptor: not the program's */
 	/* Look before allocating: a closed number costs no table chunk. */
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe && (kev->flags & EV_ADD) && fcntl(fd, F_GETFD) >= 0)
@@ -353,10 +355,6 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 * common EV_ENABLE of a dispatch round costs none).
 	 */
 	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
-		if (kq__is_private_fd(fd)) {
-			err = -EBADF; /* a kqueue's own descriptor: not the program's */
-			goto out;
-		}
 		uint8_t type = (kev->flags & EV_ADD)    ? probe_type(fd)
 		               : fcntl(fd, F_GETFD) < 0 ? FT_BAD
 		                                        : FT_UNKNOWN;

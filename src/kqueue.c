@@ -186,8 +186,8 @@ static struct kq *kq_adopt(int fd, _Atomic(uintptr_t) **slotp)
 			continue;
 		_Atomic(uintptr_t) *slot = kt_slot(fd, true);
 		int fdflags = (int)syscall(SYS_fcntl, fd, F_GETFD);
-		uintptr_t expect = 0,
-		          v = (uintptr_t)kq | (fdflags > 0 && (fdflags & FD_CLOEXEC) ? KT_CLOEXEC : 0);
+		uintptr_t expect = 0, v = (uintptr_t)kq |
+		                          (fdflags > 0 && (fdflags & FD_CLOEXEC) ? KT_CLOEXEC : 0);
 		atomic_fetch_add(&kq->kq_refs, 1); /* the new name's reference */
 		atomic_fetch_add(&kq->kq_names, 1);
 		if (slot && atomic_compare_exchange_strong(slot, &expect, v)) {

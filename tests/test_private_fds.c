@@ -182,6 +182,7 @@ static void changes_and_close_on_a_private_number_are_ebadf(void)
 	int kq = kqueue_with_private(priv, &npriv);
 	for (int i = 0; i < npriv; i++) {
 		uintptr_t n = (uintptr_t)priv[i];
+		CHECK_EQ(kchange_err(kq, n, EVFILT_WRITE, EV_DELETE, 0, 0), EBADF);
 		CHECK_EQ(kchange_err(kq, n, EVFILT_READ, EV_ADD, 0, 0), EBADF);
 		CHECK_EQ(kchange_err(kq, n, EVFILT_WRITE, EV_ADD, 0, 0), EBADF);
 		CHECK_EQ(kchange_err(kq, n, EVFILT_READ, EV_DELETE, 0, 0), EBADF);
