@@ -1,5 +1,5 @@
 /*
- * close(), dup2(), dup3() and close_range() interposed, so that closing an fd
+ * close(), dup2(), dup3(), close_range() and closefrom() interposed, so that closing an fd
  * removes its knotes as FreeBSD's kernel does (I4), and closing a kqueue
  * frees it and wakes its waiters.  The hooks run before the real call: epoll
  * registrations must be removed while the number still names the file.
@@ -162,6 +162,17 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 	return close_range_around_private(first, last, flags);
 }
 
+/* glibc's closefrom() calls the close_range system call itself. */
+static void do_closefrom(int lowfd)
+{
+	if (lowfd < 0)
+		lowfd = 0;
+	if (do_close_range((unsigned)lowfd, ~0U, 0) == 0)
+		return;
+	for (long fd = lowfd, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
+		do_close((int)fd); /* a kernel without close_range */
+}
+
 /*
  * fcntl: the dups and the close-on-exec flag of kqueue names; everything
  * else goes to libc's own fcntl (its F_GETOWN and cancellation handling),
@@ -209,6 +220,11 @@ static _Atomic(fcntl_fn) libc_fcntl, libc_fcntl64;
 KQ_EXPORT int close(int fd)
 {
 	return do_close(fd);
+}
+
+KQ_EXPORT void closefrom(int lowfd)
+{
+	do_closefrom(lowfd);
 }
 
 KQ_EXPORT int dup(int fd)
@@ -260,6 +276,14 @@ KQ_EXPORT int kq__libc_close(int fd);
 int kq__libc_close(int fd)
 {
 	return do_close(fd);
+}
+#endif
+#ifdef KQ_LIBC_VER_closefrom
+KQ_LIBC_ALIAS(closefrom, KQ_LIBC_VER_closefrom);
+KQ_EXPORT void kq__libc_closefrom(int lowfd);
+void kq__libc_closefrom(int lowfd)
+{
+	do_closefrom(lowfd);
 }
 #endif
 #ifdef KQ_LIBC_VER_dup

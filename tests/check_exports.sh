@@ -6,10 +6,10 @@
 set -eu
 lib=$1
 api="kevent kqueue kqueue1 kqueuex"
-hooks="close close_range dup dup2 dup3 fcntl fcntl64"
+hooks="close close_range closefrom dup dup2 dup3 fcntl fcntl64"
 syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWiV]$/ {print $3}')
 got=$(echo "$syms" | sed 's/@.*//' | sort -u | tr '\n' ' ')
-want="close close_range dup dup2 dup3 fcntl fcntl64 kevent kqueue kqueue1 kqueuex "
+want="close close_range closefrom dup dup2 dup3 fcntl fcntl64 kevent kqueue kqueue1 kqueuex "
 if [ "$got" != "$want" ]; then
   echo "exports differ: got [$got] want [$want]"
   exit 1

@@ -176,6 +176,36 @@ static void close_range_and_dup2_over_private_numbers_leave_the_kqueue_alone(voi
 	close(kq);
 }
 
+/* glibc's closefrom() makes the close_range system call itself */
+static void closefrom_closes_the_programs_fds_only(void)
+{
+	pid_t pid = fork(); /* closefrom would take the test's own fds */
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int kq = kqueue();
+		int p[2];
+		if (kq < 0 || pipe(p) < 0)
+			_exit(10);
+		struct kevent ch;
+		EV_SET(&ch, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		if (kevent(kq, &ch, 1, NULL, 0, NULL) != 0 || p[0] < kq)
+			_exit(11);
+		closefrom(kq + 1);
+		/* the pipe's knote went with it, the kqueue works */
+		if (kevent(kq, &ch, 1, NULL, 0, NULL) != -1 || errno != EBADF)
+			_exit(12);
+		EV_SET(&ch, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+		struct timespec ts = {1, 0};
+		if (kevent(kq, &ch, 1, &ch, 1, &ts) != 1 || ch.filter != EVFILT_USER)
+			_exit(13);
+		_exit(0);
+	}
+	int st;
+	CHECK_EQ(waitpid(pid, &st, 0), pid);
+	CHECK(WIFEXITED(st));
+	CHECK_EQ(WEXITSTATUS(st), 0);
+}
+
 static void changes_and_close_on_a_private_number_are_ebadf(void)
 {
 	int priv[16], npriv;
@@ -249,6 +279,7 @@ int main(void)
 	RUN(private_descriptors_leave_the_low_numbers_to_the_program);
 	RUN(a_daemon_can_reopen_stdio_after_making_its_kqueue);
 	RUN(close_range_and_dup2_over_private_numbers_leave_the_kqueue_alone);
+	RUN(closefrom_closes_the_programs_fds_only);
 	RUN(changes_and_close_on_a_private_number_are_ebadf);
 	RUN(a_spawned_child_inherits_no_kqueue_descriptor);
 	return 0;
