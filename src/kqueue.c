@@ -7,13 +7,11 @@
  * kqueue without a global lock: it takes a reference and then checks that
  * the table still maps the fd to it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
