@@ -96,6 +96,9 @@ static void live_remove(struct kq *kq) /* kq_global held */
 	kq->kq_listed = false;
 }
 
+/* The atfork child handler runs with kq_global held (and alone). */
+static bool kq_in_fork_child;
+
 static _Atomic(uintptr_t) *kt_slot(int fd, bool create)
 {
 	if (fd < 0 || fd >= KT_TOP * KT_CHUNK)
@@ -103,7 +106,9 @@ static _Atomic(uintptr_t) *kt_slot(int fd, bool create)
 	_Atomic(uintptr_t) *chunk =
 	        atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
 	if (!chunk && create) {
-		pthread_mutex_lock(&kq_global);
+		bool lock = !kq_in_fork_child;
+		if (lock)
+			pthread_mutex_lock(&kq_global);
 		chunk = atomic_load(&kt_top[fd / KT_CHUNK]);
 		if (!chunk) {
 			chunk = calloc(KT_CHUNK, sizeof(*chunk));
@@ -111,7 +116,8 @@ static _Atomic(uintptr_t) *kt_slot(int fd, bool create)
 				atomic_store_explicit(&kt_top[fd / KT_CHUNK], chunk,
 				                      memory_order_release);
 		}
-		pthread_mutex_unlock(&kq_global);
+		if (lock)
+			pthread_mutex_unlock(&kq_global);
 	}
 	return chunk ? &chunk[fd % KT_CHUNK] : NULL;
 }
@@ -314,6 +320,7 @@ void kq__put(struct kq *kq)
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
+	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 }
 
@@ -626,6 +633,7 @@ static int kq_child_copy(struct kq *kq)
 static void kq_child_atfork(void)
 {
 	struct kq *kq, *next;
+	kq_in_fork_child = true;
 	/* Copies first: their new descriptors must not take the numbers the
 	 * closed kqueues leave free. */
 	for (kq = atomic_load(&kq_live); kq; kq = atomic_load(&kq->kq_lnext)) {
@@ -657,6 +665,7 @@ static void kq_child_atfork(void)
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
+	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 }
 

@@ -291,9 +291,15 @@ static void close_and_fork_cost_what_the_kqueues_names_cost(void)
 	double forking = now_ms() - t0;
 	fprintf(stderr, "   30 kqueue closes: %.1f ms, 5 forks: %.1f ms, %d fds open\n", closing,
 	        forking, NFDS);
-	/* a walk of 10 000 fds costs about 70 ms each time */
-	CHECK(closing < 600);
-	CHECK(forking < 600);
+	/* a walk of 10 000 fds costs about 70 ms each time (30 closes: 2 s,
+	 * 5 forks with 4 kqueues: 17 s); the sanitizers slow fork down */
+#ifdef BATON_SANITIZED
+	double limit = 6000;
+#else
+	double limit = 600;
+#endif
+	CHECK(closing < limit);
+	CHECK(forking < limit);
 	for (int i = 0; i < 4; i++)
 		close(kqs[i]);
 	CHECK_EQ(close_range((unsigned)fds[0], (unsigned)fds[NFDS - 1], 0), 0);
