@@ -34,13 +34,13 @@ static int inotify_fd(struct kq *kq)
 {
 	if (kq->kq_inofd >= 0)
 		return kq->kq_inofd;
-	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	int fd = kq__private_fd(kq, inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
 	if (fd < 0)
 		return -errno;
 	int err =
 	        kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fd, EPOLLIN, KQ_TAG_INOTIFY << KQ_TAG_SHIFT);
 	if (err) {
-		kq__sys_close(fd);
+		kq__private_close(kq, fd);
 		return err;
 	}
 	return kq->kq_inofd = fd;

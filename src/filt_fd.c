@@ -450,8 +450,14 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
-	struct kq_fdent *fe = (kev->flags & EV_ADD) ? kq__fdt_get(kq, fd) : kq__fdt_lookup(kq, fd);
-	if (!fe) /* a number past the fd limit has no entry: EBADF, as FreeBSD */
+	if (kq__is_private_fd(fd))
+		return -EBADF; /* a kqueue's own descriptor: not the program's */
+	/* Look before allocating: a closed number costs no table chunk, and
+	 * a number past the fd limit has no entry: EBADF, as FreeBSD. */
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe && (kev->flags & EV_ADD) && fcntl(fd, F_GETFD) >= 0)
+		fe = kq__fdt_get(kq, fd);
+	if (!fe)
 		return fcntl(fd, F_GETFD) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;

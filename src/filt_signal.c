@@ -36,10 +36,11 @@ static int signal_update(struct kq *kq)
 	if (fd < 0)
 		return -errno;
 	if (kq->kq_sigfd < 0) {
+		fd = kq__private_fd(kq, fd);
 		int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fd, EPOLLIN,
 		                     KQ_TAG_SIGNAL << KQ_TAG_SHIFT);
 		if (err) {
-			kq__sys_close(fd);
+			kq__private_close(kq, fd);
 			return err;
 		}
 		kq->kq_sigfd = fd;

@@ -158,15 +158,17 @@ struct kq_fdtable;
 
 /* Per-kqueue state.  See docs/design.md for the lock order. */
 struct kq {
-	atomic_int kq_refs; /* first: kq_alloc() clears what follows only */
-	int kq_fd;          /* the user's number: the epoll fd */
-	int kq_epfd;        /* private dup of kq_fd, used by every call */
-	int kq_wakefd;      /* eventfd: userspace queue has work (EPOLLET) */
+	atomic_int kq_refs;            /* first: kq_alloc() clears from kq_fd on only */
+	_Atomic(struct kq *) kq_lnext; /* kq_global to change: live list, walked lock-free */
+	struct kq *kq_lprev;           /* kq_global */
+	atomic_bool kq_listed;         /* kq_global to change: on the live list, fully built */
+	int kq_fd;                     /* the user's number: the epoll fd */
+	int kq_epfd;                   /* private dup of kq_fd, used by every call */
+	int kq_wakefd;                 /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
-	int kq_live_slot;          /* index in the live list (kqueue.c) */
 	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead;       /* close() was called */
 	struct kq *kq_orphan_next; /* kq_orphans link (kqueue.c), while it holds a reference */
@@ -238,6 +240,14 @@ void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock
 extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
 extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
 int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
+void kq__dup_kqueue(int oldfd, int newfd, bool cloexec); /* newfd made from oldfd */
+int kq__name_getfd(int fd);                              /* a name's FD_CLOEXEC, -1: not one */
+bool kq__name_setfd(int fd, int fdflags);
+bool kq__is_private_fd(int fd);            /* one of a kqueue's own descriptors */
+int kq__private_fd(struct kq *kq, int fd); /* moves a new own descriptor out of the way */
+void kq__private_close(struct kq *kq, int fd);
+void kq__private_evict(int fd); /* dup2() onto an own descriptor: move it first */
+long kq__next_private(unsigned from, unsigned last);
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 

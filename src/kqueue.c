@@ -7,17 +7,16 @@
  * kqueue without a global lock: it takes a reference and then checks that
  * the table still maps the fd to it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -28,54 +27,88 @@
 int kq__break_mask;
 #endif
 
-/* fd -> kq, two levels so memory follows the fds used, not the limit */
-#define KT_CHUNK 1024
-#define KT_TOP   4096 /* 4M fds */
-static _Atomic(struct kq *) *_Atomic kt_top[KT_TOP];
+/*
+ * fd -> kqueue, two levels so memory follows the fds used, not the limit.
+ * A slot holds the struct kq pointer with two tag bits: KT_PRIVATE marks
+ * one of the kqueue's own descriptors (epoll dup, eventfd, timerfd,
+ * signalfd, inotify), which the program must not touch; a name of the
+ * kqueue itself carries KT_CLOEXEC, the close-on-exec flag the program sees
+ * (the kernel's is always set: see kq_name_cloexec).  Every name the
+ * kqueue has is here: the number kqueue() returned, every dup made through
+ * the interposed dup/dup2/dup3/fcntl, and any other dup kevent() was given
+ * (kq_adopt).  kq_names counts them, so close() knows the last one without
+ * looking at the process's other fds.
+ */
+#define KT_CHUNK   1024
+#define KT_TOP     4096 /* 4M fds */
+#define KT_PRIVATE ((uintptr_t)1)
+#define KT_CLOEXEC ((uintptr_t)2)
+#define KT_TAGS    (KT_PRIVATE | KT_CLOEXEC)
+static _Atomic(uintptr_t) *_Atomic kt_top[KT_TOP];
+
+static inline struct kq *kt_kq(uintptr_t v)
+{
+	return (struct kq *)(v & ~KT_TAGS);
+}
+
+/* A name of a kqueue (not one of its private descriptors), or NULL. */
+static inline struct kq *kt_name(uintptr_t v)
+{
+	return (v & KT_PRIVATE) ? NULL : kt_kq(v);
+}
 
 static pthread_mutex_t kq_global =
-        PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kt chunk creation, atfork */
+        PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kq_live links, kt chunk creation, atfork */
 static struct kq *kq_freelist;     /* kq_global; recycled structs, linked via kq_fdt */
 static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
 
 /*
- * Live kqueues in a compact array, so that close() of any fd visits only
- * them.  Slots are claimed with CAS; kq_live_hi only grows.
+ * Live kqueues, so that close() of any fd visits only them: a doubly linked
+ * list changed under kq_global and walked without a lock (kq__foreach, from
+ * close()).  Structs are never freed, so a walker standing on one that was
+ * unlinked still follows a valid kq_lnext: back into the list, or to its
+ * end.  No cap: memory follows the number of kqueues.
  */
-#define KQ_LIVE_MAX 4096
-static _Atomic(struct kq *) kq_live[KQ_LIVE_MAX];
-static atomic_int kq_live_hi;
+static _Atomic(struct kq *) kq_live;
 
-static int live_add(struct kq *kq)
+static void live_add(struct kq *kq) /* kq_global held */
 {
-	for (int i = 0; i < KQ_LIVE_MAX; i++) {
-		struct kq *expect = NULL;
-		if (atomic_compare_exchange_strong(&kq_live[i], &expect, kq)) {
-			int hi = atomic_load(&kq_live_hi);
-			while (hi < i + 1 && !atomic_compare_exchange_weak(&kq_live_hi, &hi, i + 1))
-				;
-			kq->kq_live_slot = i;
-			return 0;
-		}
-	}
-	return -EMFILE;
+	struct kq *head = atomic_load(&kq_live);
+	kq->kq_lprev = NULL;
+	atomic_store(&kq->kq_lnext, head);
+	if (head)
+		head->kq_lprev = kq;
+	atomic_store_explicit(&kq_live, kq, memory_order_release);
+	kq->kq_listed = true;
 }
 
-static void live_remove(struct kq *kq)
+static void live_remove(struct kq *kq) /* kq_global held */
 {
-	if (kq->kq_live_slot >= 0)
-		atomic_store(&kq_live[kq->kq_live_slot], NULL);
-	kq->kq_live_slot = -1;
+	if (!kq->kq_listed)
+		return;
+	struct kq *next = atomic_load(&kq->kq_lnext);
+	if (kq->kq_lprev)
+		atomic_store(&kq->kq_lprev->kq_lnext, next);
+	else
+		atomic_store(&kq_live, next);
+	if (next)
+		next->kq_lprev = kq->kq_lprev;
+	kq->kq_listed = false;
 }
 
-static _Atomic(struct kq *) *kt_slot(int fd, bool create)
+/* The atfork child handler runs with kq_global held (and alone). */
+static bool kq_in_fork_child;
+
+static _Atomic(uintptr_t) *kt_slot(int fd, bool create)
 {
 	if (fd < 0 || fd >= KT_TOP * KT_CHUNK)
 		return NULL;
-	_Atomic(struct kq *) *chunk =
+	_Atomic(uintptr_t) *chunk =
 	        atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
 	if (!chunk && create) {
-		pthread_mutex_lock(&kq_global);
+		bool lock = !kq_in_fork_child;
+		if (lock)
+			pthread_mutex_lock(&kq_global);
 		chunk = atomic_load(&kt_top[fd / KT_CHUNK]);
 		if (!chunk) {
 			chunk = calloc(KT_CHUNK, sizeof(*chunk));
@@ -83,9 +116,16 @@ static _Atomic(struct kq *) *kt_slot(int fd, bool create)
 				atomic_store_explicit(&kt_top[fd / KT_CHUNK], chunk,
 				                      memory_order_release);
 		}
-		pthread_mutex_unlock(&kq_global);
+		if (lock)
+			pthread_mutex_unlock(&kq_global);
 	}
 	return chunk ? &chunk[fd % KT_CHUNK] : NULL;
+}
+
+static uintptr_t kt_get(int fd)
+{
+	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	return slot ? atomic_load_explicit(slot, memory_order_acquire) : 0;
 }
 
 static bool same_file(int a, int b)
@@ -95,24 +135,71 @@ static bool same_file(int a, int b)
 }
 
 /*
- * fd is not a number we handed out: it may be a dup (dup(), F_DUPFD) of a
- * kqueue.  Slow path, taken only for numbers the table does not know.
+ * A name of kq went away (closed, or found replaced).  If it was the last,
+ * every waiter is woken (they return EBADF) and the kqueue is freed when the
+ * last call leaves.  Drops the name's reference.
  */
-static struct kq *kq_adopt(int fd, _Atomic(struct kq *) **slotp)
+static void name_gone(struct kq *kq, int fd)
 {
-	int hi = atomic_load(&kq_live_hi);
-	for (int i = 0; i < hi; i++) {
-		struct kq *kq = atomic_load(&kq_live[i]);
-		if (!kq || atomic_load(&kq->kq_dead) || !same_file(fd, kq->kq_epfd))
+	if (kq->kq_fd == fd)
+		kq->kq_fd = -1;
+	if (atomic_fetch_sub(&kq->kq_names, 1) > 1 || atomic_exchange(&kq->kq_dead, true)) {
+		kq__put(kq);
+		return;
+	}
+	/* Level-triggered and never read: every epoll_wait returns now. */
+	uint64_t one = 1;
+	(void)!write(kq->kq_wakefd, &one, sizeof(one));
+	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, kq->kq_wakefd, EPOLLIN, KQ_TAG_WAKE << KQ_TAG_SHIFT);
+	kq__put(kq);
+}
+
+/*
+ * fd is a new name of kq.  The kernel's close-on-exec flag of every name is
+ * set, whatever the program asked for: a child that execs (posix_spawn,
+ * vfork, fork + exec, where no atfork hook runs) must not inherit a kqueue,
+ * as on FreeBSD, and after an exec the number would be an epoll fd that no
+ * libbaton knows.  The flag the program set is kept in the table
+ * (KT_CLOEXEC) and is what fcntl(F_GETFD) reports.
+ */
+static int name_add(struct kq *kq, int fd, bool cloexec)
+{
+	_Atomic(uintptr_t) *slot = kt_slot(fd, true);
+	if (!slot)
+		return -ENOMEM;
+	syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+	atomic_fetch_add(&kq->kq_refs, 1); /* the name's reference */
+	atomic_fetch_add(&kq->kq_names, 1);
+	uintptr_t old = atomic_exchange(slot, (uintptr_t)kq | (cloexec ? KT_CLOEXEC : 0));
+	/* A name closed behind our back (a raw close system call). */
+	if (kt_name(old))
+		name_gone(kt_kq(old), fd);
+	return 0;
+}
+
+/*
+ * fd is not a number we saw made: it may be a dup made with a raw system
+ * call.  Slow path, taken only for numbers the table does not know.
+ */
+static struct kq *kq_adopt(int fd, _Atomic(uintptr_t) **slotp)
+{
+	for (struct kq *kq = atomic_load_explicit(&kq_live, memory_order_acquire); kq;
+	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
+		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) ||
+		    !same_file(fd, kq->kq_epfd))
 			continue;
-		_Atomic(struct kq *) *slot = kt_slot(fd, true);
-		struct kq *expect = NULL;
+		_Atomic(uintptr_t) *slot = kt_slot(fd, true);
+		int fdflags = (int)syscall(SYS_fcntl, fd, F_GETFD);
+		uintptr_t expect = 0, v = (uintptr_t)kq |
+		                          (fdflags > 0 && (fdflags & FD_CLOEXEC) ? KT_CLOEXEC : 0);
 		atomic_fetch_add(&kq->kq_refs, 1); /* the new name's reference */
-		if (slot && atomic_compare_exchange_strong(slot, &expect, kq)) {
-			atomic_fetch_add(&kq->kq_names, 1);
+		atomic_fetch_add(&kq->kq_names, 1);
+		if (slot && atomic_compare_exchange_strong(slot, &expect, v)) {
+			syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
 			*slotp = slot;
 			return kq;
 		}
+		atomic_fetch_sub(&kq->kq_names, 1);
 		kq__put(kq);
 	}
 	return NULL;
@@ -120,12 +207,13 @@ static struct kq *kq_adopt(int fd, _Atomic(struct kq *) **slotp)
 
 struct kq *kq__get(int fd)
 {
-	_Atomic(struct kq *) *slot = kt_slot(fd, false);
-	struct kq *kq = slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
-	if (!kq && (fd < 0 || !(kq = kq_adopt(fd, &slot))))
+	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	uintptr_t v = slot ? atomic_load_explicit(slot, memory_order_acquire) : 0;
+	struct kq *kq = kt_name(v);
+	if (!kq && (v || fd < 0 || !(kq = kq_adopt(fd, &slot))))
 		return NULL;
 	atomic_fetch_add(&kq->kq_refs, 1);
-	if (atomic_load(slot) != kq || atomic_load(&kq->kq_dead)) {
+	if (kt_name(atomic_load(slot)) != kq || atomic_load(&kq->kq_dead)) {
 		kq__put(kq);
 		return NULL;
 	}
@@ -134,25 +222,74 @@ struct kq *kq__get(int fd)
 
 bool kq__is_kqueue_fd(int fd)
 {
-	_Atomic(struct kq *) *slot = kt_slot(fd, false);
-	return slot && atomic_load(slot) != NULL;
+	return kt_name(kt_get(fd)) != NULL;
 }
 
-static void close_if(int *fd)
+bool kq__is_private_fd(int fd)
 {
-	if (*fd >= 0)
-		kq__sys_close(*fd);
+	return (kt_get(fd) & KT_PRIVATE) != 0;
+}
+
+/*
+ * The kqueue's own descriptors keep out of the program's way: they sit at
+ * the top of the numbers below min(RLIMIT_NOFILE, KQ_PRIV_TOP), where
+ * "lowest free number" allocation and dup2() onto stdio never meet them, and
+ * are close-on-exec.  KQ_PRIV_TOP bounds the kernel's fd table (it grows to
+ * the highest number in use, and fork copies it).  The table marks them, so
+ * the interposed calls can keep them alive and kevent() refuses them.
+ */
+#define KQ_PRIV_TOP 4096
+
+int kq__private_fd(struct kq *kq, int fd)
+{
+	if (fd < 0)
+		return fd;
+	struct rlimit rl;
+	long top = KQ_PRIV_TOP;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)top)
+		top = (long)rl.rlim_cur;
+	/* From a base near the top, lower as the region fills. */
+	for (long step = 64; step < top && top - step > fd; step *= 2) {
+		int n = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, top - step);
+		if (n >= 0) {
+			kq__sys_close(fd);
+			fd = n;
+			break;
+		}
+		if (errno != EMFILE)
+			break;
+	}
+	_Atomic(uintptr_t) *slot = kt_slot(fd, true);
+	if (slot)
+		atomic_store(slot, (uintptr_t)kq | KT_PRIVATE);
+	return fd;
+}
+
+void kq__private_close(struct kq *kq, int fd)
+{
+	if (fd < 0)
+		return;
+	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	uintptr_t v = (uintptr_t)kq | KT_PRIVATE;
+	if (slot)
+		atomic_compare_exchange_strong(slot, &v, 0);
+	kq__sys_close(fd);
+}
+
+static void close_if(struct kq *kq, int *fd)
+{
+	kq__private_close(kq, *fd);
 	*fd = -1;
 }
 
 /* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
 static void kq_release(struct kq *kq)
 {
-	close_if(&kq->kq_epfd);
-	close_if(&kq->kq_wakefd);
-	close_if(&kq->kq_timerfd);
-	close_if(&kq->kq_sigfd);
-	close_if(&kq->kq_inofd);
+	close_if(kq, &kq->kq_epfd);
+	close_if(kq, &kq->kq_wakefd);
+	close_if(kq, &kq->kq_timerfd);
+	close_if(kq, &kq->kq_sigfd);
+	close_if(kq, &kq->kq_inofd);
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
@@ -210,10 +347,12 @@ void kq__put(struct kq *kq)
 	 */
 	pthread_mutex_lock(&kq_global);
 	if (atomic_load(&kq->kq_dead) && kq->kq_epfd >= 0 && atomic_load(&kq->kq_refs) == 0) {
+		live_remove(kq);
 		kq_release(kq);
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
+	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 }
 
@@ -284,13 +423,13 @@ static struct kq *kq_alloc(void)
 		if (!kq)
 			return NULL;
 	} else {
-		/* Keep kq_refs (the first field): a late kq__get() may be
-		 * adding a transient reference to it right now. */
+		/* Keep kq_refs and the live links (the first fields): a late
+		 * kq__get() may be adding a transient reference to it right
+		 * now, and a close() may be walking past it. */
 		memset((char *)kq + offsetof(struct kq, kq_fd), 0,
 		       sizeof(*kq) - offsetof(struct kq, kq_fd));
 	}
 	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd = -1;
-	kq->kq_live_slot = -1;
 	return kq;
 }
 
@@ -299,13 +438,19 @@ static struct kq *kq_alloc(void)
  * (it stays valid while calls are in flight, even after the user's number
  * was closed and reused), the wake eventfd and the timerfd, registered
  * edge-triggered: one write wakes one waiter, and nobody has to read them.
+ * Raw dup: the interposed one would make the dup a name of the kqueue.
  */
 static int kq_backend(struct kq *kq)
 {
-	kq->kq_epfd = fcntl(kq->kq_fd, F_DUPFD_CLOEXEC, 0);
-	kq->kq_wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	kq->kq_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (kq->kq_epfd < 0 || kq->kq_wakefd < 0 || kq->kq_timerfd < 0)
+	kq->kq_epfd = kq__private_fd(kq, (int)syscall(SYS_fcntl, kq->kq_fd, F_DUPFD_CLOEXEC, 0));
+	if (kq->kq_epfd < 0)
+		return -errno;
+	kq->kq_wakefd = kq__private_fd(kq, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (kq->kq_wakefd < 0)
+		return -errno;
+	kq->kq_timerfd =
+	        kq__private_fd(kq, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+	if (kq->kq_timerfd < 0)
 		return -errno;
 	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, kq->kq_wakefd, EPOLLIN | EPOLLET,
 	                     KQ_TAG_WAKE << KQ_TAG_SHIFT);
@@ -323,38 +468,39 @@ static int kq_create(unsigned flags)
 	struct kq *kq = kq_alloc();
 	if (!kq)
 		return -ENOMEM;
-	int err = -ENOMEM;
+	int err;
 	pthread_mutex_init(&kq->kq_lock, NULL);
 	pthread_mutex_init(&kq->kq_glock, NULL);
 	kq->kq_flags = flags;
-	kq->kq_fd = kq__ep_create();
+	kq->kq_fd = kq__ep_create(); /* close-on-exec: see name_add */
 	if (kq->kq_fd < 0) {
 		err = kq->kq_fd;
 		kq->kq_fd = -1;
 		goto fail;
 	}
-	if (!(flags & KQUEUE_CLOEXEC) && fcntl(kq->kq_fd, F_SETFD, 0) < 0)
-		goto fail_errno;
 	err = kq_backend(kq);
 	if (!err)
 		err = kq__fdt_init(kq);
-	if (!err)
-		err = live_add(kq);
 	if (err)
 		goto fail;
-	_Atomic(struct kq *) *slot = kt_slot(kq->kq_fd, true);
-	if (!slot)
-		goto fail;                 /* -ENOMEM */
+	_Atomic(uintptr_t) *slot = kt_slot(kq->kq_fd, true);
+	if (!slot) {
+		err = -ENOMEM; /* never 0: that would return fd 0 */
+		goto fail;
+	}
+	pthread_mutex_lock(&kq_global);
+	live_add(kq);
+	pthread_mutex_unlock(&kq_global);
 	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
 	atomic_store(&kq->kq_names, 1);
-	atomic_store_explicit(slot, kq, memory_order_release);
+	atomic_store_explicit(slot, (uintptr_t)kq | (flags & KQUEUE_CLOEXEC ? KT_CLOEXEC : 0),
+	                      memory_order_release);
 	return kq->kq_fd;
 
-fail_errno:
-	err = -errno;
 fail:
-	live_remove(kq);
-	close_if(&kq->kq_fd);
+	if (kq->kq_fd >= 0)
+		kq__sys_close(kq->kq_fd);
+	kq->kq_fd = -1;
 	atomic_store(&kq->kq_dead, true);
 	kq_release(kq);
 	pthread_mutex_lock(&kq_global);
@@ -364,66 +510,109 @@ fail:
 	return err;
 }
 
-/* Does a number other than fd (and our own dup) still name kq's file? */
-static bool other_name_exists(struct kq *kq, int fd)
-{
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return false;
-	bool found = false;
-	struct dirent *de;
-	while (!found && (de = readdir(d))) {
-		int n = atoi(de->d_name);
-		if (de->d_name[0] < '0' || de->d_name[0] > '9' || n == fd || n == kq->kq_epfd ||
-		    n == dirfd(d))
-			continue;
-		found = same_file(n, kq->kq_epfd);
-	}
-	closedir(d);
-	return found;
-}
-
-/*
- * close(fd) of a kqueue number.  If another number (a dup) still names the
- * kqueue, only this name goes.  Otherwise every waiter is woken (they
- * return EBADF) and the kqueue is freed when the last call leaves.
- */
+/* close(fd) of a kqueue's name: 1 if fd was one (now forgotten). */
 int kq__close_kqueue(int fd)
 {
-	_Atomic(struct kq *) *slot = kt_slot(fd, false);
-	struct kq *kq = slot ? atomic_exchange(slot, NULL) : NULL;
-	if (!kq)
-		return 0;
-	if (atomic_fetch_sub(&kq->kq_names, 1) > 1 || other_name_exists(kq, fd)) {
-		if (kq->kq_fd == fd)
-			kq->kq_fd = -1;
-		kq__put(kq);
-		return 1;
-	}
-	atomic_store(&kq->kq_dead, true);
-	live_remove(kq);
-	/* Level-triggered and never read: every epoll_wait returns now. */
-	uint64_t one = 1;
-	(void)!write(kq->kq_wakefd, &one, sizeof(one));
-	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, kq->kq_wakefd, EPOLLIN, KQ_TAG_WAKE << KQ_TAG_SHIFT);
-	kq__put(kq);
+	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	uintptr_t v = slot ? atomic_load(slot) : 0;
+	do {
+		if (!kt_name(v))
+			return 0;
+	} while (!atomic_compare_exchange_weak(slot, &v, 0));
+	name_gone(kt_kq(v), fd);
 	return 1;
 }
 
-/* Closes every number that names kq's file, but our own dup. */
-static void close_all_names(struct kq *kq)
+/* dup(), dup2(), dup3() or fcntl(F_DUPFD*) made newfd from oldfd. */
+void kq__dup_kqueue(int oldfd, int newfd, bool cloexec)
 {
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		int n = atoi(de->d_name);
-		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && n != kq->kq_epfd &&
-		    n != dirfd(d) && same_file(n, kq->kq_epfd))
-			kq__sys_close(n);
+	struct kq *kq = kt_name(kt_get(oldfd));
+	if (kq) {
+		name_add(kq, newfd, cloexec);
+	} else if (kt_name(kt_get(newfd))) {
+		kq__close_kqueue(newfd); /* a stale name: closed behind our back */
 	}
-	closedir(d);
+}
+
+/* fcntl(F_GETFD) of a kqueue's name: the flag the program set, or -1. */
+int kq__name_getfd(int fd)
+{
+	uintptr_t v = kt_get(fd);
+	if (!kt_name(v))
+		return -1;
+	return v & KT_CLOEXEC ? FD_CLOEXEC : 0;
+}
+
+/* fcntl(F_SETFD) of a kqueue's name: keeps the flag; false if not a name. */
+bool kq__name_setfd(int fd, int fdflags)
+{
+	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	uintptr_t v = slot ? atomic_load(slot) : 0, nv;
+	do {
+		if (!kt_name(v))
+			return false;
+		nv = (fdflags & FD_CLOEXEC) ? v | KT_CLOEXEC : v & ~KT_CLOEXEC;
+	} while (!atomic_compare_exchange_weak(slot, &v, nv));
+	return true;
+}
+
+/*
+ * dup2()/dup3() onto fd, one of a kqueue's own descriptors: it moves to
+ * another number first, and its epoll registration with it (epoll keys a
+ * registration by file and number).  A kevent() call that read the old
+ * number just before may still use it once; the move is rare (the numbers
+ * are at the top of the range) and that window is the price of not
+ * locking every use of these descriptors.
+ */
+void kq__private_evict(int fd)
+{
+	uintptr_t v = kt_get(fd);
+	if (!(v & KT_PRIVATE))
+		return;
+	struct kq *kq = kt_kq(v);
+	int n = kq__private_fd(kq, (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0));
+	if (n < 0)
+		return;
+	struct {
+		int *fd;
+		uint32_t events;
+		uint64_t tag;
+	} own[] = {
+	        {&kq->kq_epfd, 0, 0},
+	        {&kq->kq_wakefd, atomic_load(&kq->kq_dead) ? EPOLLIN : EPOLLIN | EPOLLET,
+	         KQ_TAG_WAKE},
+	        {&kq->kq_timerfd, EPOLLIN | EPOLLET, KQ_TAG_TIMER},
+	        {&kq->kq_sigfd, EPOLLIN, KQ_TAG_SIGNAL},
+	        {&kq->kq_inofd, EPOLLIN, KQ_TAG_INOTIFY},
+	};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		if (*own[i].fd != fd)
+			continue;
+		if (own[i].events) {
+			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, n, own[i].events,
+			           own[i].tag << KQ_TAG_SHIFT);
+			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
+		}
+		__atomic_store_n(own[i].fd, n, __ATOMIC_RELEASE);
+	}
+	atomic_compare_exchange_strong(kt_slot(fd, false), &v, 0);
+}
+
+/*
+ * close_range(): the first of a kqueue's own descriptors in [from, last],
+ * or -1; the real call leaves them out.
+ */
+long kq__next_private(unsigned from, unsigned last)
+{
+	for (unsigned t = from / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
+			unsigned fd = t * KT_CHUNK + i;
+			if (fd >= from && fd <= last && (atomic_load(&chunk[i]) & KT_PRIVATE))
+				return fd;
+		}
+	}
+	return -1;
 }
 
 /*
@@ -440,18 +629,17 @@ static int kq_child_copy(struct kq *kq)
 	int ep = kq__ep_create();
 	if (ep < 0)
 		return ep;
-	int flags = kq->kq_flags & KQUEUE_CLOEXEC ? O_CLOEXEC : 0;
 	/* Raw dup3: the interposed one would close this kqueue. */
-	if (kq->kq_fd >= 0 && syscall(SYS_dup3, ep, kq->kq_fd, flags) < 0) {
+	if (kq->kq_fd >= 0 && syscall(SYS_dup3, ep, kq->kq_fd, O_CLOEXEC) < 0) {
 		kq__sys_close(ep);
 		return -errno;
 	}
 	kq__sys_close(ep);
-	close_if(&kq->kq_epfd);
-	close_if(&kq->kq_wakefd);
-	close_if(&kq->kq_timerfd);
-	close_if(&kq->kq_sigfd);
-	close_if(&kq->kq_inofd);
+	close_if(kq, &kq->kq_epfd);
+	close_if(kq, &kq->kq_wakefd);
+	close_if(kq, &kq->kq_timerfd);
+	close_if(kq, &kq->kq_sigfd);
+	close_if(kq, &kq->kq_inofd);
 	kq->kq_nwatches = 0;
 	int err = kq_backend(kq);
 	if (!err)
@@ -469,53 +657,58 @@ static int kq_child_copy(struct kq *kq)
 
 /*
  * In the child only the forking thread exists and no lock can be trusted:
- * close every kqueue's numbers and descriptors and drop its memory without
- * locking; copy those made with KQUEUE_CPONFORK.
+ * close every kqueue's names and descriptors and drop its memory without
+ * locking; copy those made with KQUEUE_CPONFORK.  The names are found in
+ * the fd -> kqueue table, so the cost follows the kqueues' names, not the
+ * process's open fds.
  */
 static void kq_child_atfork(void)
 {
-	int hi = atomic_load(&kq_live_hi);
-	bool copied[KQ_LIVE_MAX] = {false};
+	struct kq *kq, *next;
+	kq_in_fork_child = true;
 	/* Copies first: their new descriptors must not take the numbers the
 	 * closed kqueues leave free. */
-	for (int i = 0; i < hi; i++) {
-		struct kq *kq = atomic_load(&kq_live[i]);
-		copied[i] = kq && (kq->kq_flags & KQUEUE_CPONFORK) && kq_child_copy(kq) == 0;
+	for (kq = atomic_load(&kq_live); kq; kq = atomic_load(&kq->kq_lnext)) {
+		bool keep = !atomic_load(&kq->kq_dead) && (kq->kq_flags & KQUEUE_CPONFORK) &&
+		            kq_child_copy(kq) == 0;
+		if (!keep)
+			atomic_store(&kq->kq_dead, true);
 	}
-	for (int i = 0; i < hi; i++) {
-		struct kq *kq = atomic_load(&kq_live[i]);
-		if (!kq || copied[i])
+	for (int t = 0; t < KT_TOP; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load(&kt_top[t]);
+		for (int i = 0; chunk && i < KT_CHUNK; i++) {
+			struct kq *owner = kt_name(atomic_load(&chunk[i]));
+			if (owner && atomic_load(&owner->kq_dead)) {
+				kq__sys_close(t * KT_CHUNK + i);
+				atomic_store(&chunk[i], 0);
+			}
+		}
+	}
+	for (kq = atomic_load(&kq_live); kq; kq = next) {
+		next = atomic_load(&kq->kq_lnext);
+		if (!atomic_load(&kq->kq_dead))
 			continue;
-		atomic_store(&kq->kq_dead, true);
 		live_remove(kq);
-		close_all_names(kq);
 		pthread_mutex_init(&kq->kq_lock, NULL);
 		pthread_mutex_init(&kq->kq_glock, NULL);
 		kq_release(kq);
 		atomic_store(&kq->kq_refs, 0);
+		atomic_store(&kq->kq_names, 0);
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
-	for (int t = 0; t < KT_TOP; t++) {
-		_Atomic(struct kq *) *chunk = atomic_load(&kt_top[t]);
-		for (int i = 0; chunk && i < KT_CHUNK; i++) {
-			struct kq *kq = atomic_load(&chunk[i]);
-			if (kq && atomic_load(&kq->kq_dead))
-				atomic_store(&chunk[i], NULL);
-		}
-	}
+	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 }
 
-/* close_range(): the kqueues whose numbers fall in [first, last]. */
+/* close_range(): the kqueues whose names fall in [first, last]. */
 void kq__close_kqueue_range(unsigned first, unsigned last)
 {
 	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
-		_Atomic(struct kq *) *chunk =
-		        atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
 		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
 			unsigned fd = t * KT_CHUNK + i;
-			if (fd >= first && fd <= last && atomic_load(&chunk[i]))
+			if (fd >= first && fd <= last && kt_name(atomic_load(&chunk[i])))
 				kq__close_kqueue((int)fd);
 		}
 	}
@@ -524,13 +717,12 @@ void kq__close_kqueue_range(unsigned first, unsigned last)
 /* Calls fn for every live kqueue (the close hooks). */
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg)
 {
-	int hi = atomic_load_explicit(&kq_live_hi, memory_order_acquire);
-	for (int i = 0; i < hi; i++) {
-		struct kq *kq = atomic_load_explicit(&kq_live[i], memory_order_acquire);
-		if (!kq)
+	for (struct kq *kq = atomic_load_explicit(&kq_live, memory_order_acquire); kq;
+	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
+		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead))
 			continue;
 		atomic_fetch_add(&kq->kq_refs, 1);
-		if (atomic_load(&kq_live[i]) == kq && !atomic_load(&kq->kq_dead))
+		if (atomic_load(&kq->kq_listed) && !atomic_load(&kq->kq_dead))
 			fn(kq, arg);
 		kq__put(kq);
 	}
