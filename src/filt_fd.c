@@ -352,13 +352,18 @@ static void fe_forget(struct kq *kq, struct kq_fdent *fe)
 }
 
 /* Applies the closes the hook saw since the last holder of fe_lock. */
-static void fe_reap(struct kq *kq, struct kq_fdent *fe)
+static __attribute__((noinline)) void fe_reap_slow(struct kq *kq, struct kq_fdent *fe, unsigned g)
 {
-	unsigned g = atomic_load_explicit(&fe->fe_closegen, memory_order_acquire);
-	if (g == fe->fe_closeseen)
-		return;
 	fe->fe_closeseen = g;
 	fe_forget(kq, fe);
+}
+
+/* Inline: every take and release of fe_lock pays for this check. */
+static inline void fe_reap(struct kq *kq, struct kq_fdent *fe)
+{
+	unsigned g = atomic_load_explicit(&fe->fe_closegen, memory_order_acquire);
+	if (__builtin_expect(g != fe->fe_closeseen, 0))
+		fe_reap_slow(kq, fe, g);
 }
 
 /*
@@ -366,13 +371,13 @@ static void fe_reap(struct kq *kq, struct kq_fdent *fe)
  * the way out: whoever touches the fd's knotes next, a change, a delivery,
  * a queued knote, finds them gone (I4).
  */
-static void fe_enter(struct kq *kq, struct kq_fdent *fe)
+static inline void fe_enter(struct kq *kq, struct kq_fdent *fe)
 {
 	pthread_mutex_lock(&fe->fe_lock);
 	fe_reap(kq, fe);
 }
 
-static void fe_leave(struct kq *kq, struct kq_fdent *fe)
+static inline void fe_leave(struct kq *kq, struct kq_fdent *fe)
 {
 	fe_reap(kq, fe);
 	pthread_mutex_unlock(&fe->fe_lock);
@@ -450,11 +455,13 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
-	if (kq__is_private_fd(fd))
-		return -EBADF; /* a kqueue's own descriptor: not the program's */
 	/* Look before allocating: a closed number costs no table chunk, and
 	 * a number past the fd limit has no entry: EBADF, as FreeBSD. */
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	/* A kqueue's own descriptor is not the program's (an entry with
+	 * knotes is not one: checked below, under its lock, when it has none). */
+	if (!fe && kq__is_private_fd(fd))
+		return -EBADF;
 	if (!fe && (kev->flags & EV_ADD) && fcntl(fd, F_GETFD) >= 0)
 		fe = kq__fdt_get(kq, fd);
 	if (!fe)
@@ -477,6 +484,10 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 */
 	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
 		uint64_t dev = 0, ino = 0;
+		if (kq__is_private_fd(fd)) {
+			err = -EBADF;
+			goto out;
+		}
 		int type = (kev->flags & EV_ADD)    ? probe_type(fd, &dev, &ino)
 		           : fcntl(fd, F_GETFD) < 0 ? FT_BAD
 		                                    : FT_UNKNOWN;
