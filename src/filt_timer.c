@@ -69,6 +69,14 @@ static int timer_start(struct kq *kq, struct knote *kn)
 		int64_t left = target - (rt.tv_sec * 1000000000LL + rt.tv_nsec);
 		kn->kn_u.tm.deadline = now + (left > 0 ? left : 0);
 		kn->kn_u.tm.period = 0;
+		if (left <= 0) {
+			/* Its time has passed: ready now, for the very next call,
+			 * not after a timerfd expiry that a loaded machine's
+			 * softirq may hold back for milliseconds. */
+			kn->kn_data += 1;
+			kq__activate(kq, kn);
+			return 0;
+		}
 	} else {
 		int64_t units = kn->kn_sdata;
 		if (units == 0 && !(kn->kn_flags & EV_ONESHOT))

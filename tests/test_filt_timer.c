@@ -14,8 +14,7 @@ static int64_t realtime_in(long unit_per_sec, long ms_ahead)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
-		     (int64_t)ms_ahead * 1000000;
+	int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)ms_ahead * 1000000;
 	return ns / (1000000000 / unit_per_sec);
 }
 
@@ -27,17 +26,17 @@ static void every_unit_fires_after_its_period(void)
 		int64_t data;
 		double ms;
 	} t[] = {
-		{0, 40, 40},
-		{NOTE_MSECONDS, 60, 60},
-		{NOTE_USECONDS, 80000, 80},
-		{NOTE_NSECONDS, 100000000, 100},
-		{NOTE_SECONDS, 1, 1000},
+	        {0, 40, 40},
+	        {NOTE_MSECONDS, 60, 60},
+	        {NOTE_USECONDS, 80000, 80},
+	        {NOTE_NSECONDS, 100000000, 100},
+	        {NOTE_SECONDS, 1, 1000},
 	};
 	enum { N = 5 };
 	double t0 = now_ms();
 	for (int i = 0; i < N; i++)
-		KOK(kq, (uintptr_t)i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, t[i].fflags,
-		    t[i].data, UD(i));
+		KOK(kq, (uintptr_t)i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, t[i].fflags, t[i].data,
+		    UD(i));
 	double at[N] = {0};
 	int got = 0;
 	while (got < N && now_ms() - t0 < 3000) {
@@ -60,8 +59,8 @@ static void every_unit_fires_after_its_period(void)
 	CHECK_EQ(got, N);
 	for (int i = 0; i < N; i++) {
 		if (at[i] < t[i].ms - 1 || at[i] > t[i].ms + 400)
-			fprintf(stderr, "timer %d fired after %.1f ms, want %.0f\n", i,
-				at[i], t[i].ms);
+			fprintf(stderr, "timer %d fired after %.1f ms, want %.0f\n", i, at[i],
+			        t[i].ms);
 		CHECK(at[i] >= t[i].ms - 1);
 		CHECK(at[i] <= t[i].ms + 400);
 	}
@@ -138,12 +137,11 @@ static void abstime_fires_at_the_given_time_and_stays_active(void)
 {
 	int kq = kq_new();
 	double t0 = now_ms();
-	KOK(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_MSECONDS,
-	    realtime_in(1000, 60), NULL);
-	KOK(kq, 2, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_USECONDS,
-	    realtime_in(1000000, 80), NULL);
-	KOK(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_NSECONDS,
-	    realtime_in(1000000000, 100), NULL);
+	KOK(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_MSECONDS, realtime_in(1000, 60), NULL);
+	KOK(kq, 2, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_USECONDS, realtime_in(1000000, 80),
+	    NULL);
+	KOK(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_NSECONDS, realtime_in(1000000000, 100),
+	    NULL);
 	double at[4] = {0};
 	int got = 0;
 	while (got < 3 && now_ms() - t0 < 1000) {
@@ -192,6 +190,29 @@ static void abstime_in_the_past_fires_at_once(void)
 	EXPECT_ONE(kq, 2, EVFILT_TIMER, 0); /* still active */
 	KOK(kq, 2, EVFILT_TIMER, EV_DISABLE, 0, 0, NULL);
 	EXPECT_NONE(kq, 30);
+	close(kq);
+}
+
+/*
+ * "At once" means the very next call, a poll included: the timer's time has
+ * passed when it is added, so nothing (a timerfd expiry still in the
+ * kernel's softirq) stands between the add and the event.
+ */
+static void abstime_in_the_past_is_ready_for_the_next_poll(void)
+{
+	int kq = kq_new();
+	struct timespec zero = {0, 0};
+	int missed = 0;
+	for (int i = 0; i < 3000; i++) {
+		struct kevent ch, ev;
+		EV_SET(&ch, 7, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_MSECONDS, 36813, NULL);
+		CHECK_EQ(kevent(kq, &ch, 1, NULL, 0, NULL), 0);
+		int n = kevent(kq, NULL, 0, &ev, 1, &zero);
+		CHECK(n >= 0);
+		missed += n == 0;
+		KOK(kq, 7, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	}
+	CHECK_EQ(missed, 0);
 	close(kq);
 }
 
@@ -298,6 +319,7 @@ int main(void)
 	RUN(oneshot_timer_fires_once_and_is_removed);
 	RUN(abstime_fires_at_the_given_time_and_stays_active);
 	RUN(abstime_in_the_past_fires_at_once);
+	RUN(abstime_in_the_past_is_ready_for_the_next_poll);
 	RUN(readd_changes_the_period);
 	RUN(readd_restarts_the_timer_and_drops_pending_expirations);
 	RUN(delete_stops_a_timer);
