@@ -629,19 +629,35 @@ static int kq_child_copy(struct kq *kq)
 	int ep = kq__ep_create();
 	if (ep < 0)
 		return ep;
-	/* Raw dup3: the interposed one would close this kqueue. */
-	if (kq->kq_fd >= 0 && syscall(SYS_dup3, ep, kq->kq_fd, O_CLOEXEC) < 0) {
-		kq__sys_close(ep);
-		return -errno;
+	/*
+	 * Every name of the kqueue becomes the child's epoll, not only the
+	 * number kqueue() returned (it may be closed, a dup left): each
+	 * inherited one is the parent's file.  Raw dup3: the interposed one
+	 * would close this kqueue.
+	 */
+	int err = 0;
+	for (int t = 0; t < KT_TOP && !err; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load(&kt_top[t]);
+		for (int i = 0; chunk && i < KT_CHUNK && !err; i++) {
+			int fd = t * KT_CHUNK + i;
+			if (kt_name(atomic_load(&chunk[i])) != kq)
+				continue;
+			if (syscall(SYS_dup3, ep, fd, O_CLOEXEC) < 0)
+				err = -errno;
+			else if (kq->kq_fd < 0)
+				kq->kq_fd = fd; /* kq_backend dups the epoll from it */
+		}
 	}
 	kq__sys_close(ep);
+	if (err)
+		return err;
 	close_if(kq, &kq->kq_epfd);
 	close_if(kq, &kq->kq_wakefd);
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
 	kq->kq_nwatches = 0;
-	int err = kq_backend(kq);
+	err = kq_backend(kq);
 	if (!err)
 		err = kq__signal_fork(kq);
 	if (err)
