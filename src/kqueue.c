@@ -493,9 +493,15 @@ static int kq_create(unsigned flags)
 	pthread_mutex_unlock(&kq_global);
 	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
 	atomic_store(&kq->kq_names, 1);
-	atomic_store_explicit(slot, (uintptr_t)kq | (flags & KQUEUE_CLOEXEC ? KT_CLOEXEC : 0),
-	                      memory_order_release);
-	return kq->kq_fd;
+	int fd = kq->kq_fd;
+	uintptr_t old = atomic_exchange_explicit(
+	        slot, (uintptr_t)kq | (flags & KQUEUE_CLOEXEC ? KT_CLOEXEC : 0),
+	        memory_order_acq_rel);
+	/* A kqueue closed behind our back (a raw close system call) had the
+	 * number: that name is gone, and with its last one the kqueue. */
+	if (kt_name(old))
+		name_gone(kt_kq(old), fd);
+	return fd;
 
 fail:
 	if (kq->kq_fd >= 0)
