@@ -175,7 +175,10 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 		hook_close_range_fd(first, last, locked_ok);
 		KQ_LEAVE();
 	}
-	return close_range_around_private(first, last, flags);
+	int r = close_range_around_private(first, last, flags);
+	if (r == 0 && (flags & CLOSE_RANGE_CLOEXEC))
+		kq__name_cloexec_range(first, last); /* what F_GETFD shows */
+	return r;
 }
 
 /* glibc's closefrom() calls the close_range system call itself. */

@@ -249,6 +249,7 @@ void kq__private_close(struct kq *kq, int fd);
 void kq__private_evict(int fd); /* dup2() onto an own descriptor: move it first */
 long kq__next_private(unsigned from, unsigned last);
 void kq__close_kqueue_range(unsigned first, unsigned last);
+void kq__name_cloexec_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 
 /* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */

@@ -736,6 +736,19 @@ void kq__close_kqueue_range(unsigned first, unsigned last)
 	}
 }
 
+/* close_range(CLOSE_RANGE_CLOEXEC): the kqueue names in [first, last] show the flag. */
+void kq__name_cloexec_range(unsigned first, unsigned last)
+{
+	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
+			unsigned fd = t * KT_CHUNK + i;
+			if (fd >= first && fd <= last && kt_name(atomic_load(&chunk[i])))
+				kq__name_setfd((int)fd, FD_CLOEXEC);
+		}
+	}
+}
+
 /* Calls fn for every live kqueue (the close hooks). */
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg)
 {
