@@ -388,13 +388,20 @@ void kq__wake_flush(struct kq *kq, bool collecting)
 }
 
 static void kq_child_atfork(void);
+/*
+ * kq_global is held from prepare to parent/child, with handlers of the
+ * program's own in between that may close(): inside a libbaton call for the
+ * hooks, which then take no lock (as in a signal handler meanwhile).
+ */
 static void kq_prepare_atfork(void)
 {
+	KQ_ENTER();
 	pthread_mutex_lock(&kq_global);
 }
 static void kq_parent_atfork(void)
 {
 	pthread_mutex_unlock(&kq_global);
+	KQ_LEAVE();
 }
 
 static void kq_init_once(void)
@@ -533,11 +540,13 @@ int kq__close_kqueue(int fd)
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec)
 {
 	struct kq *kq = kt_name(kt_get(oldfd));
+	KQ_ENTER(); /* kq_global, malloc: see kq_make */
 	if (kq) {
 		name_add(kq, newfd, cloexec);
 	} else if (kt_name(kt_get(newfd))) {
 		kq__close_kqueue(newfd); /* a stale name: closed behind our back */
 	}
+	KQ_LEAVE();
 }
 
 /* fcntl(F_GETFD) of a kqueue's name: the flag the program set, or -1. */
@@ -576,7 +585,9 @@ void kq__private_evict(int fd)
 	if (!(v & KT_PRIVATE))
 		return;
 	struct kq *kq = kt_kq(v);
+	KQ_ENTER(); /* kt_slot() may take kq_global: see kq_make */
 	int n = kq__private_fd(kq, (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0));
+	KQ_LEAVE();
 	if (n < 0)
 		return;
 	struct {
@@ -721,6 +732,7 @@ static void kq_child_atfork(void)
 	}
 	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
+	KQ_LEAVE();
 }
 
 /* close_range(): the kqueues whose names fall in [first, last]. */
@@ -772,19 +784,32 @@ static int api_result(int r)
 	return r;
 }
 
+/*
+ * Making a kqueue takes kq_global and malloc's locks: a close() hook in a
+ * signal handler on top of it must see a libbaton call in progress, or the
+ * last name it closes would free a kqueue right there, on those locks.
+ */
+static int kq_make(unsigned flags)
+{
+	KQ_ENTER();
+	int r = kq_create(flags);
+	KQ_LEAVE();
+	return api_result(r);
+}
+
 __attribute__((visibility("default"))) int kqueue(void)
 {
-	return api_result(kq_create(0));
+	return kq_make(0);
 }
 
 __attribute__((visibility("default"))) int kqueuex(unsigned int flags)
 {
-	return api_result(kq_create(flags));
+	return kq_make(flags);
 }
 
 __attribute__((visibility("default"))) int kqueue1(int flags)
 {
 	if (flags & ~O_CLOEXEC)
 		return api_result(-EINVAL);
-	return api_result(kq_create(flags & O_CLOEXEC ? KQUEUE_CLOEXEC : 0));
+	return kq_make(flags & O_CLOEXEC ? KQUEUE_CLOEXEC : 0);
 }
