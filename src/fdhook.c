@@ -166,8 +166,9 @@ static int do_dup2(int oldfd, int newfd)
 
 static int do_close_range(unsigned first, unsigned last, int flags)
 {
-	if (first > last)
-		return (int)syscall(SYS_close_range, first, last, flags); /* EINVAL */
+	/* EINVAL, and nothing closed: the hooks must not run either. */
+	if (first > last || (flags & ~(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
+		return (int)syscall(SYS_close_range, first, last, flags);
 	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		bool locked_ok = kq__depth == 0;
 		KQ_ENTER();
