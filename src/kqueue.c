@@ -699,6 +699,15 @@ static void kq_child_atfork(void)
 {
 	struct kq *kq, *next;
 	kq_in_fork_child = true;
+	/*
+	 * Orphans (dead, or recycled already) hold a reference that a later
+	 * kq__put() would drop from whatever the struct is by then: the dead
+	 * ones are released below whatever their count, so drop it now.
+	 */
+	for (kq = atomic_exchange(&kq_orphans, NULL); kq; kq = next) {
+		next = kq->kq_orphan_next;
+		atomic_fetch_sub(&kq->kq_refs, 1);
+	}
 	/* Copies first: their new descriptors must not take the numbers the
 	 * closed kqueues leave free. */
 	for (kq = atomic_load(&kq_live); kq; kq = atomic_load(&kq->kq_lnext)) {
