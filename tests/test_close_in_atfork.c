@@ -73,6 +73,7 @@ static void a_kqueue_closed_in_a_fork_handler(void)
 
 int main(void)
 {
+	alarm(60); /* a deadlock in the fork handlers fails, not hangs */
 	RUN(a_kqueue_closed_in_a_fork_handler);
 	return 0;
 }
