@@ -40,6 +40,7 @@
 #define KQ_EXPORT __attribute__((visibility("default")))
 
 _Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")));
+_Thread_local unsigned kq__hooking __attribute__((tls_model("initial-exec")));
 
 int kq__sys_close(int fd)
 {
@@ -99,10 +100,10 @@ static void hook_close_range_fd(unsigned first, unsigned last, bool locked_ok)
 static void hook_close(int fd)
 {
 	bool locked_ok = kq__depth == 0;
-	KQ_ENTER();
+	KQ_HOOK_ENTER();
 	kq__close_kqueue(fd);
 	hook_close_fd(fd, locked_ok);
-	KQ_LEAVE();
+	KQ_HOOK_LEAVE();
 }
 
 /* The real close_range() of [first, last], leaving the kqueues' own
@@ -171,10 +172,10 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 		return (int)syscall(SYS_close_range, first, last, flags);
 	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		bool locked_ok = kq__depth == 0;
-		KQ_ENTER();
+		KQ_HOOK_ENTER();
 		kq__close_kqueue_range(first, last);
 		hook_close_range_fd(first, last, locked_ok);
-		KQ_LEAVE();
+		KQ_HOOK_LEAVE();
 	}
 	int r = close_range_around_private(first, last, flags);
 	if (r == 0 && (flags & CLOSE_RANGE_CLOEXEC))

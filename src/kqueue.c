@@ -282,14 +282,21 @@ static void close_if(struct kq *kq, int *fd)
 	*fd = -1;
 }
 
-/* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
-static void kq_release(struct kq *kq)
+/* A dead kqueue's own descriptors, once no call uses them (async-signal-safe). */
+static void kq_close_fds(struct kq *kq)
 {
 	close_if(kq, &kq->kq_epfd);
 	close_if(kq, &kq->kq_wakefd);
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
+}
+
+/* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
+static void kq_release(struct kq *kq)
+{
+	kq_close_fds(kq);
+	kq->kq_released = true;
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
@@ -305,11 +312,12 @@ static void kq_release(struct kq *kq)
 }
 
 /*
- * Dead kqueues whose last reference a close() hook in a signal handler
- * would have dropped: freeing takes kq_global and free(), which the
- * interrupted thread may hold.  They keep that reference on this stack (so
- * they are not recycled meanwhile) until the next kq__put() outside a
- * handler drops it.
+ * Dead kqueues whose last reference a hook (close, dup2...: maybe in a
+ * signal handler) or a call on top of a libbaton call dropped: freeing
+ * takes kq_global and free(), which the interrupted thread may hold.  Their
+ * descriptors are closed at once (system calls only); the struct keeps that
+ * reference on this stack (so it is not recycled meanwhile) until the next
+ * kq__put() outside a hook, or kqueue(), frees it.
  */
 static _Atomic(struct kq *) kq_orphans;
 
@@ -325,12 +333,16 @@ static void orphans_put(void)
 
 void kq__put(struct kq *kq)
 {
-	if (kq__depth > 1) { /* a hook on top of a libbaton call: a signal handler */
+	if (kq__hooking || kq__depth > 1) {
 		int r = atomic_load(&kq->kq_refs);
 		while (r > 1 && !atomic_compare_exchange_weak(&kq->kq_refs, &r, r - 1))
 			;
 		if (r > 1)
 			return;
+		/* Ours is the last reference: nobody else uses the descriptors.
+		 * A struct recycled meanwhile is not dead, or has none left. */
+		if (atomic_load(&kq->kq_dead))
+			kq_close_fds(kq);
 		kq->kq_orphan_next = atomic_load(&kq_orphans);
 		while (!atomic_compare_exchange_weak(&kq_orphans, &kq->kq_orphan_next, kq))
 			;
@@ -346,7 +358,7 @@ void kq__put(struct kq *kq)
 	 * Only a dead, not yet released kqueue is released.
 	 */
 	pthread_mutex_lock(&kq_global);
-	if (atomic_load(&kq->kq_dead) && kq->kq_epfd >= 0 && atomic_load(&kq->kq_refs) == 0) {
+	if (atomic_load(&kq->kq_dead) && !kq->kq_released && atomic_load(&kq->kq_refs) == 0) {
 		live_remove(kq);
 		kq_release(kq);
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
@@ -540,13 +552,13 @@ int kq__close_kqueue(int fd)
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec)
 {
 	struct kq *kq = kt_name(kt_get(oldfd));
-	KQ_ENTER(); /* kq_global, malloc: see kq_make */
+	KQ_HOOK_ENTER(); /* kq_global, malloc: see kq_make */
 	if (kq) {
 		name_add(kq, newfd, cloexec);
 	} else if (kt_name(kt_get(newfd))) {
 		kq__close_kqueue(newfd); /* a stale name: closed behind our back */
 	}
-	KQ_LEAVE();
+	KQ_HOOK_LEAVE();
 }
 
 /* fcntl(F_GETFD) of a kqueue's name: the flag the program set, or -1. */
@@ -800,6 +812,8 @@ static int api_result(int r)
  */
 static int kq_make(unsigned flags)
 {
+	if (atomic_load_explicit(&kq_orphans, memory_order_relaxed))
+		orphans_put(); /* their structs may serve this kqueue */
 	KQ_ENTER();
 	int r = kq_create(flags);
 	KQ_LEAVE();
