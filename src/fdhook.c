@@ -40,6 +40,7 @@
 #define KQ_EXPORT __attribute__((visibility("default")))
 
 _Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")));
+_Thread_local unsigned kq__hooking __attribute__((tls_model("initial-exec")));
 
 int kq__sys_close(int fd)
 {
@@ -99,10 +100,10 @@ static void hook_close_range_fd(unsigned first, unsigned last, bool locked_ok)
 static void hook_close(int fd)
 {
 	bool locked_ok = kq__depth == 0;
-	KQ_ENTER();
+	KQ_HOOK_ENTER();
 	kq__close_kqueue(fd);
 	hook_close_fd(fd, locked_ok);
-	KQ_LEAVE();
+	KQ_HOOK_LEAVE();
 }
 
 /* The real close_range() of [first, last], leaving the kqueues' own
@@ -166,16 +167,20 @@ static int do_dup2(int oldfd, int newfd)
 
 static int do_close_range(unsigned first, unsigned last, int flags)
 {
-	if (first > last)
-		return (int)syscall(SYS_close_range, first, last, flags); /* EINVAL */
+	/* EINVAL, and nothing closed: the hooks must not run either. */
+	if (first > last || (flags & ~(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
+		return (int)syscall(SYS_close_range, first, last, flags);
 	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		bool locked_ok = kq__depth == 0;
-		KQ_ENTER();
+		KQ_HOOK_ENTER();
 		kq__close_kqueue_range(first, last);
 		hook_close_range_fd(first, last, locked_ok);
-		KQ_LEAVE();
+		KQ_HOOK_LEAVE();
 	}
-	return close_range_around_private(first, last, flags);
+	int r = close_range_around_private(first, last, flags);
+	if (r == 0 && (flags & CLOSE_RANGE_CLOEXEC))
+		kq__name_cloexec_range(first, last); /* what F_GETFD shows */
+	return r;
 }
 
 /* glibc's closefrom() calls the close_range system call itself. */

@@ -171,6 +171,7 @@ struct kq {
 	unsigned kq_flags;
 	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead;       /* close() was called */
+	bool kq_released;          /* kq_global: its memory went back (kq_release) */
 	struct kq *kq_orphan_next; /* kq_orphans link (kqueue.c), while it holds a reference */
 
 	pthread_mutex_t kq_lock;
@@ -249,6 +250,7 @@ void kq__private_close(struct kq *kq, int fd);
 void kq__private_evict(int fd); /* dup2() onto an own descriptor: move it first */
 long kq__next_private(unsigned from, unsigned last);
 void kq__close_kqueue_range(unsigned first, unsigned last);
+void kq__name_cloexec_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 
 /* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */
@@ -339,6 +341,15 @@ int kq__sys_close(int fd);
 extern _Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")));
 #define KQ_ENTER() (kq__depth++)
 #define KQ_LEAVE() (kq__depth--)
+/*
+ * The hooks (close, dup...) in progress on this thread.  POSIX makes close()
+ * and dup() async-signal-safe, and a hook cannot tell a signal handler that
+ * interrupted the program's malloc() from a plain call: kq__put() there
+ * frees nothing and takes no lock (see kqueue.c).
+ */
+extern _Thread_local unsigned kq__hooking __attribute__((tls_model("initial-exec")));
+#define KQ_HOOK_ENTER() (kq__depth++, kq__hooking++)
+#define KQ_HOOK_LEAVE() (kq__depth--, kq__hooking--)
 
 /* Fault switches for the stress tests (BATON_TEST_HOOKS builds only). */
 #ifdef BATON_TEST_HOOKS

@@ -282,14 +282,21 @@ static void close_if(struct kq *kq, int *fd)
 	*fd = -1;
 }
 
-/* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
-static void kq_release(struct kq *kq)
+/* A dead kqueue's own descriptors, once no call uses them (async-signal-safe). */
+static void kq_close_fds(struct kq *kq)
 {
 	close_if(kq, &kq->kq_epfd);
 	close_if(kq, &kq->kq_wakefd);
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
+}
+
+/* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
+static void kq_release(struct kq *kq)
+{
+	kq_close_fds(kq);
+	kq->kq_released = true;
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
@@ -305,11 +312,12 @@ static void kq_release(struct kq *kq)
 }
 
 /*
- * Dead kqueues whose last reference a close() hook in a signal handler
- * would have dropped: freeing takes kq_global and free(), which the
- * interrupted thread may hold.  They keep that reference on this stack (so
- * they are not recycled meanwhile) until the next kq__put() outside a
- * handler drops it.
+ * Dead kqueues whose last reference a hook (close, dup2...: maybe in a
+ * signal handler) or a call on top of a libbaton call dropped: freeing
+ * takes kq_global and free(), which the interrupted thread may hold.  Their
+ * descriptors are closed at once (system calls only); the struct keeps that
+ * reference on this stack (so it is not recycled meanwhile) until the next
+ * kq__put() outside a hook, or kqueue(), frees it.
  */
 static _Atomic(struct kq *) kq_orphans;
 
@@ -325,12 +333,16 @@ static void orphans_put(void)
 
 void kq__put(struct kq *kq)
 {
-	if (kq__depth > 1) { /* a hook on top of a libbaton call: a signal handler */
+	if (kq__hooking || kq__depth > 1) {
 		int r = atomic_load(&kq->kq_refs);
 		while (r > 1 && !atomic_compare_exchange_weak(&kq->kq_refs, &r, r - 1))
 			;
 		if (r > 1)
 			return;
+		/* Ours is the last reference: nobody else uses the descriptors.
+		 * A struct recycled meanwhile is not dead, or has none left. */
+		if (atomic_load(&kq->kq_dead))
+			kq_close_fds(kq);
 		kq->kq_orphan_next = atomic_load(&kq_orphans);
 		while (!atomic_compare_exchange_weak(&kq_orphans, &kq->kq_orphan_next, kq))
 			;
@@ -346,7 +358,7 @@ void kq__put(struct kq *kq)
 	 * Only a dead, not yet released kqueue is released.
 	 */
 	pthread_mutex_lock(&kq_global);
-	if (atomic_load(&kq->kq_dead) && kq->kq_epfd >= 0 && atomic_load(&kq->kq_refs) == 0) {
+	if (atomic_load(&kq->kq_dead) && !kq->kq_released && atomic_load(&kq->kq_refs) == 0) {
 		live_remove(kq);
 		kq_release(kq);
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
@@ -388,13 +400,20 @@ void kq__wake_flush(struct kq *kq, bool collecting)
 }
 
 static void kq_child_atfork(void);
+/*
+ * kq_global is held from prepare to parent/child, with handlers of the
+ * program's own in between that may close(): inside a libbaton call for the
+ * hooks, which then take no lock (as in a signal handler meanwhile).
+ */
 static void kq_prepare_atfork(void)
 {
+	KQ_ENTER();
 	pthread_mutex_lock(&kq_global);
 }
 static void kq_parent_atfork(void)
 {
 	pthread_mutex_unlock(&kq_global);
+	KQ_LEAVE();
 }
 
 static void kq_init_once(void)
@@ -493,9 +512,15 @@ static int kq_create(unsigned flags)
 	pthread_mutex_unlock(&kq_global);
 	atomic_fetch_add(&kq->kq_refs, 1); /* the table's reference */
 	atomic_store(&kq->kq_names, 1);
-	atomic_store_explicit(slot, (uintptr_t)kq | (flags & KQUEUE_CLOEXEC ? KT_CLOEXEC : 0),
-	                      memory_order_release);
-	return kq->kq_fd;
+	int fd = kq->kq_fd;
+	uintptr_t old = atomic_exchange_explicit(
+	        slot, (uintptr_t)kq | (flags & KQUEUE_CLOEXEC ? KT_CLOEXEC : 0),
+	        memory_order_acq_rel);
+	/* A kqueue closed behind our back (a raw close system call) had the
+	 * number: that name is gone, and with its last one the kqueue. */
+	if (kt_name(old))
+		name_gone(kt_kq(old), fd);
+	return fd;
 
 fail:
 	if (kq->kq_fd >= 0)
@@ -527,11 +552,13 @@ int kq__close_kqueue(int fd)
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec)
 {
 	struct kq *kq = kt_name(kt_get(oldfd));
+	KQ_HOOK_ENTER(); /* kq_global, malloc: see kq_make */
 	if (kq) {
 		name_add(kq, newfd, cloexec);
 	} else if (kt_name(kt_get(newfd))) {
 		kq__close_kqueue(newfd); /* a stale name: closed behind our back */
 	}
+	KQ_HOOK_LEAVE();
 }
 
 /* fcntl(F_GETFD) of a kqueue's name: the flag the program set, or -1. */
@@ -570,7 +597,9 @@ void kq__private_evict(int fd)
 	if (!(v & KT_PRIVATE))
 		return;
 	struct kq *kq = kt_kq(v);
+	KQ_ENTER(); /* kt_slot() may take kq_global: see kq_make */
 	int n = kq__private_fd(kq, (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0));
+	KQ_LEAVE();
 	if (n < 0)
 		return;
 	struct {
@@ -629,19 +658,35 @@ static int kq_child_copy(struct kq *kq)
 	int ep = kq__ep_create();
 	if (ep < 0)
 		return ep;
-	/* Raw dup3: the interposed one would close this kqueue. */
-	if (kq->kq_fd >= 0 && syscall(SYS_dup3, ep, kq->kq_fd, O_CLOEXEC) < 0) {
-		kq__sys_close(ep);
-		return -errno;
+	/*
+	 * Every name of the kqueue becomes the child's epoll, not only the
+	 * number kqueue() returned (it may be closed, a dup left): each
+	 * inherited one is the parent's file.  Raw dup3: the interposed one
+	 * would close this kqueue.
+	 */
+	int err = 0;
+	for (int t = 0; t < KT_TOP && !err; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load(&kt_top[t]);
+		for (int i = 0; chunk && i < KT_CHUNK && !err; i++) {
+			int fd = t * KT_CHUNK + i;
+			if (kt_name(atomic_load(&chunk[i])) != kq)
+				continue;
+			if (syscall(SYS_dup3, ep, fd, O_CLOEXEC) < 0)
+				err = -errno;
+			else if (kq->kq_fd < 0)
+				kq->kq_fd = fd; /* kq_backend dups the epoll from it */
+		}
 	}
 	kq__sys_close(ep);
+	if (err)
+		return err;
 	close_if(kq, &kq->kq_epfd);
 	close_if(kq, &kq->kq_wakefd);
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
 	kq->kq_nwatches = 0;
-	int err = kq_backend(kq);
+	err = kq_backend(kq);
 	if (!err)
 		err = kq__signal_fork(kq);
 	if (err)
@@ -666,6 +711,15 @@ static void kq_child_atfork(void)
 {
 	struct kq *kq, *next;
 	kq_in_fork_child = true;
+	/*
+	 * Orphans (dead, or recycled already) hold a reference that a later
+	 * kq__put() would drop from whatever the struct is by then: the dead
+	 * ones are released below whatever their count, so drop it now.
+	 */
+	for (kq = atomic_exchange(&kq_orphans, NULL); kq; kq = next) {
+		next = kq->kq_orphan_next;
+		atomic_fetch_sub(&kq->kq_refs, 1);
+	}
 	/* Copies first: their new descriptors must not take the numbers the
 	 * closed kqueues leave free. */
 	for (kq = atomic_load(&kq_live); kq; kq = atomic_load(&kq->kq_lnext)) {
@@ -699,6 +753,7 @@ static void kq_child_atfork(void)
 	}
 	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
+	KQ_LEAVE();
 }
 
 /* close_range(): the kqueues whose names fall in [first, last]. */
@@ -710,6 +765,19 @@ void kq__close_kqueue_range(unsigned first, unsigned last)
 			unsigned fd = t * KT_CHUNK + i;
 			if (fd >= first && fd <= last && kt_name(atomic_load(&chunk[i])))
 				kq__close_kqueue((int)fd);
+		}
+	}
+}
+
+/* close_range(CLOSE_RANGE_CLOEXEC): the kqueue names in [first, last] show the flag. */
+void kq__name_cloexec_range(unsigned first, unsigned last)
+{
+	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
+			unsigned fd = t * KT_CHUNK + i;
+			if (fd >= first && fd <= last && kt_name(atomic_load(&chunk[i])))
+				kq__name_setfd((int)fd, FD_CLOEXEC);
 		}
 	}
 }
@@ -737,19 +805,34 @@ static int api_result(int r)
 	return r;
 }
 
+/*
+ * Making a kqueue takes kq_global and malloc's locks: a close() hook in a
+ * signal handler on top of it must see a libbaton call in progress, or the
+ * last name it closes would free a kqueue right there, on those locks.
+ */
+static int kq_make(unsigned flags)
+{
+	if (atomic_load_explicit(&kq_orphans, memory_order_relaxed))
+		orphans_put(); /* their structs may serve this kqueue */
+	KQ_ENTER();
+	int r = kq_create(flags);
+	KQ_LEAVE();
+	return api_result(r);
+}
+
 __attribute__((visibility("default"))) int kqueue(void)
 {
-	return api_result(kq_create(0));
+	return kq_make(0);
 }
 
 __attribute__((visibility("default"))) int kqueuex(unsigned int flags)
 {
-	return api_result(kq_create(flags));
+	return kq_make(flags);
 }
 
 __attribute__((visibility("default"))) int kqueue1(int flags)
 {
 	if (flags & ~O_CLOEXEC)
 		return api_result(-EINVAL);
-	return api_result(kq_create(flags & O_CLOEXEC ? KQUEUE_CLOEXEC : 0));
+	return kq_make(flags & O_CLOEXEC ? KQUEUE_CLOEXEC : 0);
 }

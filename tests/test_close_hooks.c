@@ -271,6 +271,30 @@ static void interposed_calls_keep_their_error_behaviour(void)
 	close(p[1]);
 }
 
+/*
+ * close_range() with a flag the kernel does not know fails with EINVAL and
+ * closes nothing: a kqueue in the range stays a kqueue, and the knotes of
+ * the fds in it stay.
+ */
+static void close_range_that_fails_closes_nothing(void)
+{
+	int kq = kq_new();
+	int p[2];
+	CHECK(pipe(p) == 0);
+	KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, UD(3));
+	unsigned lo = (unsigned)(kq < p[0] ? kq : p[0]), hi = (unsigned)(kq > p[1] ? kq : p[1]);
+	errno = 0;
+	CHECK_EQ(close_range(lo, hi, 0x40000000), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(fd_is_open(kq) && fd_is_open(p[0]));
+	write_n(p[1], 1);
+	struct kevent e = EXPECT_ONE(kq, (uintptr_t)p[0], EVFILT_READ, 200);
+	CHECK(e.udata == UD(3));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+
 int main(void)
 {
 	RUN(close_removes_the_knotes_of_the_fd);
@@ -283,5 +307,6 @@ int main(void)
 	RUN(close_range_removes_the_knotes_of_the_range);
 	RUN(close_range_over_a_kqueue_fd_frees_it);
 	RUN(interposed_calls_keep_their_error_behaviour);
+	RUN(close_range_that_fails_closes_nothing);
 	return 0;
 }

@@ -90,10 +90,49 @@ static void plain_kqueue_is_still_closed_in_the_child(void)
 	close(copy);
 }
 
+/*
+ * The copy is the kqueue at every number it has in the parent: a dup keeps
+ * it (the first number closed), and each name is the child's own kqueue,
+ * readable when the child's copy has an event.
+ */
+static void child_copy_is_at_every_name(void)
+{
+	int kq = kqueuex(KQUEUE_CPONFORK);
+	CHECK(kq >= 0);
+	int d1 = dup(kq), d2 = dup(kq);
+	CHECK(d1 >= 0 && d2 >= 0);
+	CHECK_EQ(close(kq), 0);
+	KOK(d1, 5, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, UD(5));
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int code = 0;
+		struct kevent ch, ev;
+		EV_SET(&ch, 5, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(6));
+		if (kevent(d2, &ch, 1, NULL, 0, NULL) != 0)
+			code |= 1;
+		/* the child's event makes the child's names readable */
+		if (!kq_readable(d1, 200) || !kq_readable(d2, 200))
+			code |= 2;
+		if (kpoll(d1, &ev, 1, 200) != 1 || ev.udata != UD(6))
+			code |= 4;
+		_exit(code);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st));
+	CHECK_EQ(WEXITSTATUS(st), 0);
+	/* the parent's kqueue saw none of it */
+	EXPECT_NONE(d2, 20);
+	close(d1);
+	close(d2);
+}
+
 int main(void)
 {
 	RUN(child_copy_serves_fds_and_timers);
 	RUN(plain_kqueue_is_still_closed_in_the_child);
+	RUN(child_copy_is_at_every_name);
 	fprintf(stderr, "test_cponfork: ok\n");
 	return 0;
 }

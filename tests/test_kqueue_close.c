@@ -8,6 +8,7 @@
 
 #include <linux/close_range.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 /* Raises the soft fd limit to want (or the hard limit); returns the limit. */
@@ -305,6 +306,24 @@ static void close_and_fork_cost_what_the_kqueues_names_cost(void)
 	CHECK_EQ(close_range((unsigned)fds[0], (unsigned)fds[NFDS - 1], 0), 0);
 }
 
+/*
+ * A kqueue closed with the raw system call (a close the hooks do not see) is
+ * freed once its number is reused by a new kqueue, as when a dup or another
+ * file takes it: its own descriptors do not pile up.
+ */
+static void a_kqueue_closed_unseen_goes_when_a_kqueue_takes_its_number(void)
+{
+	int before = count_fds();
+	for (int round = 0; round < 50; round++) {
+		int kq = kq_new();
+		KOK(kq, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+		CHECK_EQ(syscall(SYS_close, kq), 0);
+		CHECK_EQ(kq_new(), kq); /* the lowest free number */
+		CHECK_EQ(close(kq), 0);
+	}
+	CHECK_EQ(count_fds(), before);
+}
+
 int main(void)
 {
 	RUN(close_of_a_kqueue_removes_other_kqueues_knotes_on_it);
@@ -312,6 +331,7 @@ int main(void)
 	RUN(close_range_over_a_kqueue_removes_other_kqueues_knotes_on_it);
 	RUN(a_new_kqueue_at_the_number_is_not_watched);
 	RUN(a_dup_closed_last_frees_the_kqueue);
+	RUN(a_kqueue_closed_unseen_goes_when_a_kqueue_takes_its_number);
 	RUN(add_on_closed_numbers_costs_no_memory);
 	RUN(kqueue_never_returns_0_when_memory_runs_out);
 	RUN(close_and_fork_cost_what_the_kqueues_names_cost);

@@ -5,6 +5,7 @@
  */
 #include "util.h"
 
+#include <linux/close_range.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 
@@ -229,6 +230,20 @@ static void kqueuex_and_kqueue1_set_close_on_exec(void)
 	CHECK_EQ(errno, EINVAL);
 }
 
+/* close_range(CLOSE_RANGE_CLOEXEC) sets a kqueue name's flag as any fd's. */
+static void close_range_cloexec_sets_the_flag_of_a_kqueue(void)
+{
+	int kq = kqueue();
+	CHECK(kq >= 0);
+	CHECK_EQ(fcntl(kq, F_GETFD) & FD_CLOEXEC, 0);
+	CHECK_EQ(close_range((unsigned)kq, (unsigned)kq, CLOSE_RANGE_CLOEXEC), 0);
+	CHECK_EQ(fcntl(kq, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	/* still the kqueue */
+	KOK(kq, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+	EXPECT_ONE(kq, 1, EVFILT_USER, 0);
+	close(kq);
+}
+
 int main(void)
 {
 	RUN(kqueue_fd_polls_readable_while_events_are_pending);
@@ -238,5 +253,6 @@ int main(void)
 	RUN(child_of_fork_does_not_have_the_kqueue);
 	RUN(cponfork_child_gets_a_copy);
 	RUN(kqueuex_and_kqueue1_set_close_on_exec);
+	RUN(close_range_cloexec_sets_the_flag_of_a_kqueue);
 	return 0;
 }
