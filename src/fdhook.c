@@ -47,6 +47,11 @@ int kq__sys_close(int fd)
 	return (int)syscall(SYS_close, fd);
 }
 
+int kq__sys_fcntl(int fd, int cmd, long arg)
+{
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
 /* ---- fd side: every kqueue drops its knotes on the numbers ---- */
 
 /*

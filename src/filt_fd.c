@@ -299,7 +299,7 @@ static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, st
 			break;
 		}
 		case FT_PIPE: {
-			int size = fcntl(fd, F_GETPIPE_SZ);
+			int size = kq__sys_fcntl(fd, F_GETPIPE_SZ, 0);
 			if (ioctl(fd, FIONREAD, &n) < 0)
 				n = 0;
 			out->data = size > n ? size - n : 0;
@@ -462,10 +462,12 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	 * knotes is not one: checked below, under its lock, when it has none). */
 	if (!fe && kq__is_private_fd(fd))
 		return -EBADF;
-	if (!fe && (kev->flags & EV_ADD) && fcntl(fd, F_GETFD) >= 0)
+	if (!fe && (kev->flags & EV_ADD) && kq__sys_fcntl(fd, F_GETFD, 0) >= 0)
 		fe = kq__fdt_get(kq, fd);
 	if (!fe)
-		return fcntl(fd, F_GETFD) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
+		return kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF
+		       : (kev->flags & EV_ADD)           ? -ENOMEM
+		                                         : -ENOENT;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
 	fe_enter(kq, fe);
@@ -488,9 +490,9 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 			err = -EBADF;
 			goto out;
 		}
-		int type = (kev->flags & EV_ADD)    ? probe_type(fd, &dev, &ino)
-		           : fcntl(fd, F_GETFD) < 0 ? FT_BAD
-		                                    : FT_UNKNOWN;
+		int type = (kev->flags & EV_ADD)               ? probe_type(fd, &dev, &ino)
+		           : kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? FT_BAD
+		                                               : FT_UNKNOWN;
 		if (type == FT_BAD || type == FT_NODEV) {
 			err = type == FT_BAD ? -EBADF : -ENODEV;
 			goto out;

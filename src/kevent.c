@@ -364,7 +364,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		return -EINVAL;
 	struct kq *kq = kq__get(kqfd);
 	if (!kq) /* an open file that is not a kqueue: EINVAL, as FreeBSD 15 */
-		return fcntl(kqfd, F_GETFD) < 0 ? -EBADF : -EINVAL;
+		return kq__sys_fcntl(kqfd, F_GETFD, 0) < 0 || kq__is_private_fd(kqfd) ? -EBADF
+		                                                                      : -EINVAL;
 	int r = 0, nerr = 0;
 	bool collecting = nevents > 0;
 	if (nevents > 0)

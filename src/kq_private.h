@@ -333,6 +333,8 @@ uint64_t kq__ep_data_fd(int fd, uint32_t gen);
 
 /* fdhook.c */
 int kq__sys_close(int fd);
+/* fcntl without the interposer (no dlsym, no name table): for our own use */
+int kq__sys_fcntl(int fd, int cmd, long arg);
 /*
  * libbaton calls in progress on this thread (kevent(), the close hooks): a
  * close() hook found running on top of one is in a signal handler that may
