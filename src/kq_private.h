@@ -162,6 +162,9 @@ struct kq {
 	_Atomic(struct kq *) kq_lnext; /* kq_global to change: live list, walked lock-free */
 	struct kq *kq_lprev;           /* kq_global */
 	atomic_bool kq_listed;         /* kq_global to change: on the live list, fully built */
+	/* kq_orphans link (kqueue.c) while it holds a reference there; kept
+	 * out of kq_alloc()'s clearing, as a recycled struct may still be on it */
+	struct kq *kq_orphan_next;
 	int kq_fd;                     /* the user's number: the epoll fd */
 	int kq_epfd;                   /* private dup of kq_fd, used by every call */
 	int kq_wakefd;                 /* eventfd: userspace queue has work (EPOLLET) */
@@ -172,7 +175,6 @@ struct kq {
 	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead;       /* close() was called */
 	bool kq_released;          /* kq_global: its memory went back (kq_release) */
-	struct kq *kq_orphan_next; /* kq_orphans link (kqueue.c), while it holds a reference */
 
 	pthread_mutex_t kq_lock;
 	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
