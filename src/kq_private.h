@@ -165,16 +165,16 @@ struct kq {
 	/* kq_orphans link (kqueue.c) while it holds a reference there; kept
 	 * out of kq_alloc()'s clearing, as a recycled struct may still be on it */
 	struct kq *kq_orphan_next;
-	int kq_fd;                     /* the user's number: the epoll fd */
-	int kq_epfd;                   /* private dup of kq_fd, used by every call */
-	int kq_wakefd;                 /* eventfd: userspace queue has work (EPOLLET) */
+	int kq_fd;     /* the user's number: the epoll fd */
+	int kq_epfd;   /* private dup of kq_fd, used by every call */
+	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
 	int kq_sigfd; /* signalfd, -1 until a signal is registered */
 	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
-	atomic_int kq_names;       /* numbers the fd -> kq table maps to this kqueue */
-	atomic_bool kq_dead;       /* close() was called */
-	bool kq_released;          /* kq_global: its memory went back (kq_release) */
+	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
+	atomic_bool kq_dead; /* close() was called */
+	bool kq_released;    /* kq_global: its memory went back (kq_release) */
 
 	pthread_mutex_t kq_lock;
 	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
