@@ -56,6 +56,8 @@ static const struct filterops *ops_of(short filter)
 		return &kq__timer_ops;
 	case EVFILT_SIGNAL:
 		return &kq__signal_ops;
+	case EVFILT_PROC:
+		return &kq__proc_ops;
 	default:
 		return NULL;
 	}
@@ -253,6 +255,9 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		case KQ_TAG_INOTIFY:
 			kq__file_changed(kq);
+			break;
+		case KQ_TAG_PROC:
+			kq__proc_event(kq, (uint32_t)ev[i].data.u64);
 			break;
 		}
 	}

@@ -83,6 +83,12 @@ struct knote {
 		struct {
 			uint32_t triggered;
 		} user;
+		struct {
+			int pidfd;      /* private; -1 once the exit was seen */
+			uint32_t fired; /* NOTE_* that happened since the last delivery */
+			int32_t ppid;   /* NOTE_CHILD: the parent's pid */
+			uint32_t want;  /* fflags in force (kept when a re-add fails) */
+		} proc;
 		struct kq_fdent *fe; /* fd knotes: their table entry */
 	} kn_u;
 };
@@ -115,6 +121,7 @@ struct filterops {
 extern const struct filterops kq__user_ops;
 extern const struct filterops kq__timer_ops;
 extern const struct filterops kq__signal_ops;
+extern const struct filterops kq__proc_ops;
 
 /* An fd's registrations: at most one READ and one WRITE knote. */
 enum { FE_READ = 0, FE_WRITE = 1, FE_NKN = 2 };
@@ -169,8 +176,9 @@ struct kq {
 	int kq_epfd;   /* private dup of kq_fd, used by every call */
 	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
-	int kq_sigfd; /* signalfd, -1 until a signal is registered */
-	int kq_inofd; /* inotify, -1 until a regular file waits to grow */
+	int kq_sigfd;  /* signalfd, -1 until a signal is registered */
+	int kq_inofd;  /* inotify, -1 until a regular file waits to grow */
+	int kq_procfd; /* kq_lock to change: process connector socket, -1 unless needed */
 	unsigned kq_flags;
 	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead; /* close() was called */
@@ -198,6 +206,8 @@ struct kq {
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
 	uint32_t kq_signals[65]; /* registrations per signal */
+
+	uint32_t kq_procusers; /* kq_lock: knotes that need kq_procfd */
 
 	/* kq_lock: knote slab */
 	struct knote *kq_free;
@@ -229,6 +239,7 @@ void kq__group_fork(struct kq *kq);
 void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg);
 void kq__timer_fork(struct kq *kq);
 int kq__signal_fork(struct kq *kq);
+int kq__proc_fork(struct kq *kq);
 void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
                            struct knote *a, bool pend_a, struct knote *b, bool pend_b);
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
@@ -308,10 +319,19 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out);
 void kq__timer_expire(struct kq *kq);
 void kq__signal_read(struct kq *kq);
 void kq__file_changed(struct kq *kq);
+void kq__proc_event(struct kq *kq, uint32_t pid);          /* pid 0: the connector */
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
 void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
+
+/* filt_proc.c / proc_cn.c: EVFILT_PROC (kq_lock held but where said) */
+void kq__proc_close_fds(struct kq *kq); /* no lock: the last reference (async-signal-safe) */
+int kq__proc_track(struct kq *kq, struct knote *parent, int child);
+int kq__proc_cn_get(struct kq *kq); /* one more knote needs fork/exec reports */
+void kq__proc_cn_put(struct kq *kq);
+int kq__proc_cn_fork(struct kq *kq);  /* a fork copy: a socket of its own */
+void kq__proc_cn_read(struct kq *kq); /* no lock held */
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);
@@ -327,6 +347,7 @@ int64_t kq__now_ns(void);
 #define KQ_TAG_TIMER   2ULL
 #define KQ_TAG_SIGNAL  3ULL
 #define KQ_TAG_INOTIFY 4ULL
+#define KQ_TAG_PROC    5ULL        /* low 32 bits: the pid whose pidfd fired, 0: the connector */
 #define KQ_GEN_MASK    0x1fffffffu /* bits of fe_gen in the epoll data */
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);

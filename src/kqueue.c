@@ -290,6 +290,7 @@ static void kq_close_fds(struct kq *kq)
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
+	kq__proc_close_fds(kq);
 }
 
 /* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
@@ -448,7 +449,8 @@ static struct kq *kq_alloc(void)
 		memset((char *)kq + offsetof(struct kq, kq_fd), 0,
 		       sizeof(*kq) - offsetof(struct kq, kq_fd));
 	}
-	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd = -1;
+	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd =
+	        kq->kq_procfd = -1;
 	return kq;
 }
 
@@ -613,6 +615,7 @@ void kq__private_evict(int fd)
 	        {&kq->kq_timerfd, EPOLLIN | EPOLLET, KQ_TAG_TIMER},
 	        {&kq->kq_sigfd, EPOLLIN, KQ_TAG_SIGNAL},
 	        {&kq->kq_inofd, EPOLLIN, KQ_TAG_INOTIFY},
+	        {&kq->kq_procfd, EPOLLIN, KQ_TAG_PROC},
 	};
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
 		if (*own[i].fd != fd)
@@ -689,6 +692,8 @@ static int kq_child_copy(struct kq *kq)
 	err = kq_backend(kq);
 	if (!err)
 		err = kq__signal_fork(kq);
+	if (!err)
+		err = kq__proc_fork(kq);
 	if (err)
 		return err;
 	kq__timer_fork(kq);
