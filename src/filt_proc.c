@@ -211,6 +211,15 @@ static void proc_detach(struct kq *kq, struct knote *kn)
 		kq__proc_cn_put(kq);
 }
 
+static void proc_drop(struct kq *kq, struct knote *kn)
+{
+	kq__group_leave(kq, kn);
+	kq__dequeue(kq, kn);
+	proc_detach(kq, kn);
+	kq__hash_remove(kq, kn);
+	kq__knote_free(kq, kn);
+}
+
 /* EV_ADD on an existing knote: new fflags; if they cannot be had, the old stay. */
 static int proc_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
 {
@@ -276,8 +285,13 @@ void kq__proc_event(struct kq *kq, uint32_t pid)
 	/* A stale report (the knote was deleted and added again) asks the
 	 * new pidfd, which says "not yet": harmless. */
 	struct knote *kn = kq__hash_find(kq, EVFILT_PROC, pid);
-	if (kn && kn->kn_u.proc.pidfd >= 0 && pidfd_exited(kn->kn_u.proc.pidfd))
+	if (kn && kn->kn_u.proc.pidfd >= 0 && pidfd_exited(kn->kn_u.proc.pidfd)) {
 		proc_gone(kq, kn);
+		/* Nothing it asked for happened: dropped, as FreeBSD's EV_DROP
+		 * (unless a forced return is still due). */
+		if (!kn->kn_u.proc.fired && !(kn->kn_status & KN_FORCED))
+			proc_drop(kq, kn);
+	}
 	pthread_mutex_unlock(&kq->kq_lock);
 }
 

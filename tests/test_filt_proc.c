@@ -190,6 +190,20 @@ static void disabled_exit_waits_for_enable(void)
 	close(kq);
 }
 
+/* An exit nobody asked to hear of: the knote goes silently (FreeBSD's EV_DROP). */
+static void exit_not_asked_for_drops_the_knote(void)
+{
+	int kq = kq_new();
+	struct kid k = spawn(do_exit, 0);
+	KOK(kq, k.pid, EVFILT_PROC, EV_ADD, 0, 0, NULL);
+	release(&k);
+	wait_zombie(k.pid);
+	EXPECT_NONE(kq, 100);
+	CHECK_EQ(kchange_err(kq, k.pid, EVFILT_PROC, EV_DELETE, 0, 0), ENOENT);
+	CHECK_EQ(waitpid(k.pid, NULL, 0), k.pid);
+	close(kq);
+}
+
 /* Deleted before the exit: nothing comes; added again: it works anew. */
 static void delete_then_add_again(void)
 {
@@ -516,6 +530,7 @@ int main(void)
 	RUN(no_such_process_is_esrch);
 	RUN(unknown_fflags_are_einval);
 	RUN(disabled_exit_waits_for_enable);
+	RUN(exit_not_asked_for_drops_the_knote);
 	RUN(delete_then_add_again);
 	RUN(fd_cost_and_close);
 	RUN(not_our_child_zombie);
