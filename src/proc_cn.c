@@ -99,15 +99,26 @@ static int cn_wait_ack(int fd, uint32_t ack)
 	return -ENOTSUP;
 }
 
+/*
+ * A refusal is remembered, so that a program retrying does not wait for
+ * the kernel's answer (under kq_lock) every time; a success is not, as a
+ * child may move to another namespace.
+ */
+static atomic_bool cn_refused;
+
 /* A listening connector socket, or -errno (ENOTSUP: not allowed here). */
 static int cn_open(void)
 {
 	static atomic_uint seq;
+	if (atomic_load_explicit(&cn_refused, memory_order_relaxed))
+		return -ENOTSUP;
 	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
-	if (fd < 0)
-		return errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS
-		               ? -errno
-		               : -ENOTSUP;
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS))
+		return -errno;
+	if (fd < 0) { /* no connector in this kernel */
+		atomic_store_explicit(&cn_refused, true, memory_order_relaxed);
+		return -ENOTSUP;
+	}
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC};
 	int rcvbuf = 1 << 20, err = -ENOTSUP;
 	uint32_t ack = (uint32_t)getpid() * 65536u + atomic_fetch_add(&seq, 2);
@@ -119,6 +130,8 @@ static int cn_open(void)
 	return fd;
 fail:
 	kq__sys_close(fd);
+	if (err == -ENOTSUP)
+		atomic_store_explicit(&cn_refused, true, memory_order_relaxed);
 	return err;
 }
 
