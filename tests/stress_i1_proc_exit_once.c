@@ -176,7 +176,11 @@ static void run(int nthreads)
 	c->kq = kqueue();
 	SCHECK(c->kq >= 0);
 	c->forks = connector_works();
+#ifdef BATON_SANITIZED
+	c->nkids = stress_rounds(50); /* a sanitized fork copies a lot */
+#else
 	c->nkids = stress_rounds(300);
+#endif
 	c->kids = calloc((size_t)c->nkids, sizeof(*c->kids));
 	SCHECK(c->kids);
 	for (int i = 0; i < c->nkids; i++)

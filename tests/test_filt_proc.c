@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -134,7 +135,7 @@ static void zombie_reports_at_once(void)
 
 static void *thread_tid(void *arg)
 {
-	*(pid_t *)arg = (pid_t)syscall(SYS_gettid);
+	atomic_store((atomic_int *)arg, (int)syscall(SYS_gettid));
 	sleep(2);
 	return NULL;
 }
@@ -151,9 +152,10 @@ static void no_such_process_is_esrch(void)
 	CHECK_EQ(kchange_err(kq, (uintptr_t)1 << 40, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0), ESRCH);
 	/* A thread that is not its process's leader is no process. */
 	pthread_t t;
-	volatile pid_t tid = 0;
-	CHECK(pthread_create(&t, NULL, thread_tid, (void *)&tid) == 0);
-	while (!tid)
+	atomic_int tidv = 0;
+	CHECK(pthread_create(&t, NULL, thread_tid, &tidv) == 0);
+	pid_t tid;
+	while (!(tid = atomic_load(&tidv)))
 		usleep(1000);
 	CHECK_EQ(kchange_err(kq, (uintptr_t)tid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0), ESRCH);
 	pthread_join(t, NULL);
