@@ -154,6 +154,10 @@ static void proc_gone(struct kq *kq, struct knote *kn)
 {
 	if (kn->kn_u.proc.pidfd < 0)
 		return;
+	/* The kernel sent its fork and exec reports before the exit made
+	 * the pidfd readable: they are in the socket now, and go first. */
+	if (kn->kn_u.proc.want & PROC_NEEDCN)
+		kq__proc_cn_drain(kq);
 	if (kn->kn_u.proc.want & NOTE_EXIT) {
 		kn->kn_data = exit_status((pid_t)kn->kn_ident, kn->kn_u.proc.pidfd);
 		kn->kn_u.proc.fired |= NOTE_EXIT;
@@ -285,14 +289,21 @@ void kq__proc_event(struct kq *kq, uint32_t pid)
 	/* A stale report (the knote was deleted and added again) asks the
 	 * new pidfd, which says "not yet": harmless. */
 	struct knote *kn = kq__hash_find(kq, EVFILT_PROC, pid);
-	if (kn && kn->kn_u.proc.pidfd >= 0 && pidfd_exited(kn->kn_u.proc.pidfd)) {
-		proc_gone(kq, kn);
-		/* Nothing it asked for happened: dropped, as FreeBSD's EV_DROP
-		 * (unless a forced return is still due). */
-		if (!kn->kn_u.proc.fired && !(kn->kn_status & KN_FORCED))
-			proc_drop(kq, kn);
-	}
+	if (kn)
+		kq__proc_check(kq, kn);
 	pthread_mutex_unlock(&kq->kq_lock);
+}
+
+/* Has kn's process exited?  Then it reports (or goes). */
+void kq__proc_check(struct kq *kq, struct knote *kn)
+{
+	if (kn->kn_u.proc.pidfd < 0 || !pidfd_exited(kn->kn_u.proc.pidfd))
+		return;
+	proc_gone(kq, kn);
+	/* Nothing it asked for happened: dropped, as FreeBSD's EV_DROP
+	 * (unless a forced return is still due). */
+	if (!kn->kn_u.proc.fired && !(kn->kn_status & KN_FORCED))
+		proc_drop(kq, kn);
 }
 
 /*

@@ -328,10 +328,12 @@ void kq__fd_file_changed(struct kq *kq, int fd);
 /* filt_proc.c / proc_cn.c: EVFILT_PROC (kq_lock held but where said) */
 void kq__proc_close_fds(struct kq *kq); /* no lock: the last reference (async-signal-safe) */
 int kq__proc_track(struct kq *kq, struct knote *parent, int child);
-int kq__proc_cn_get(struct kq *kq); /* one more knote needs fork/exec reports */
+void kq__proc_check(struct kq *kq, struct knote *kn); /* exited? then report or drop it */
+int kq__proc_cn_get(struct kq *kq);                   /* one more knote needs fork/exec reports */
 void kq__proc_cn_put(struct kq *kq);
-int kq__proc_cn_fork(struct kq *kq);  /* a fork copy: a socket of its own */
-void kq__proc_cn_read(struct kq *kq); /* no lock held */
+int kq__proc_cn_fork(struct kq *kq);   /* a fork copy: a socket of its own */
+void kq__proc_cn_read(struct kq *kq);  /* no lock held */
+void kq__proc_cn_drain(struct kq *kq); /* what the connector holds now */
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);

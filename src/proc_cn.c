@@ -205,19 +205,27 @@ static void cn_event(struct kq *kq, const struct proc_event *ev)
 		return;
 	kn->kn_u.proc.fired |= fired;
 	kq__activate(kq, kn);
+	/* An exit that followed comes in the same event, as on FreeBSD
+	 * where nothing is reported late. */
+	kq__proc_check(kq, kn);
 }
 
-/* The connector socket is readable: apply every event it holds. */
-void kq__proc_cn_read(struct kq *kq)
+/*
+ * Applies every event the socket holds (kq_lock held).  Not again from
+ * inside: a NOTE_TRACK child that exited already asks from its attach.
+ */
+void kq__proc_cn_drain(struct kq *kq)
 {
+	static _Thread_local bool draining;
 	char buf[8192] __attribute__((aligned(8)));
-	pthread_mutex_lock(&kq->kq_lock);
+	if (kq->kq_procfd < 0 || draining)
+		return;
+	draining = true;
 	for (;;) {
 		struct sockaddr_nl from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = kq->kq_procfd >= 0 ? recvfrom(kq->kq_procfd, buf, sizeof(buf), 0,
-		                                          (struct sockaddr *)&from, &fl)
-		                               : -1;
+		ssize_t n =
+		        recvfrom(kq->kq_procfd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
 		if (n < 0 && errno == ENOBUFS)
 			continue; /* overflowed: what was lost is lost */
 		if (n <= 0)
@@ -225,5 +233,13 @@ void kq__proc_cn_read(struct kq *kq)
 		if (from.nl_pid == 0) /* only the kernel speaks here */
 			cn_parse(buf, (size_t)n, UINT32_MAX, cn_event, kq);
 	}
+	draining = false;
+}
+
+/* The connector socket is readable. */
+void kq__proc_cn_read(struct kq *kq)
+{
+	pthread_mutex_lock(&kq->kq_lock);
+	kq__proc_cn_drain(kq);
 	pthread_mutex_unlock(&kq->kq_lock);
 }

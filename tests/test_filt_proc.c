@@ -420,6 +420,34 @@ static void fork_and_exec_events(void)
 	close(kq);
 }
 
+/*
+ * Everything that happened before the delivery comes in one event: a fork
+ * and an exec reported with the exit they preceded, even to a call that
+ * asks for a single event.
+ */
+static void events_add_up_until_delivered(void)
+{
+	int kq = kq_new();
+	struct kid k = spawn(do_fork_exec, 3);
+	if (!connector_ok(kq, k.pid)) {
+		release(&k);
+		waitpid(k.pid, NULL, 0);
+		close(kq);
+		return;
+	}
+	release(&k);
+	wait_zombie(k.pid);
+	struct kevent ev;
+	CHECK_EQ(kpoll(kq, &ev, 1, 1000), 1); /* room for one: one epoll report at a time */
+	CHECK_EQ(ev.ident, k.pid);
+	CHECK_EQ(ev.fflags, NOTE_FORK | NOTE_EXEC | NOTE_EXIT);
+	CHECK_EQ(ev.data, 3 << 8);
+	CHECK(ev.flags & EV_EOF);
+	EXPECT_NONE(kq, 50);
+	CHECK_EQ(waitpid(k.pid, NULL, 0), k.pid);
+	close(kq);
+}
+
 static void do_fork_wait(int code)
 {
 	int p[2];
@@ -540,6 +568,7 @@ int main(void)
 	RUN(reaped_by_program_first);
 	RUN(cponfork_copy_sees_the_exit);
 	RUN(fork_and_exec_events);
+	RUN(events_add_up_until_delivered);
 	RUN(track_reports_child);
 	RUN(no_connector_is_enotsup);
 	return 0;
