@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -226,6 +227,54 @@ static void delete_then_add_again(void)
 	close(kq);
 }
 
+/* Forks a child that gets pid want, through ns_last_pid (root); -1 if it cannot. */
+static pid_t fork_as(pid_t want, struct kid *k, int code)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+		if (!f)
+			return -1;
+		fprintf(f, "%d", (int)want - 1);
+		if (fclose(f) != 0)
+			return -1;
+		*k = spawn(do_exit, code);
+		if (k->pid == want)
+			return want;
+		release(k); /* someone else took the number: again */
+		waitpid(k->pid, NULL, 0);
+	}
+	return -1;
+}
+
+/*
+ * A knote deleted (or delivered) and its process reaped: a new process
+ * with the same pid is watched afresh, nothing of the old one comes back.
+ */
+static void pid_reused_after_delete(void)
+{
+	int kq = kq_new();
+	struct kid a = spawn(do_exit, 1);
+	KOK(kq, a.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(1));
+	release(&a);
+	wait_zombie(a.pid);
+	KOK(kq, a.pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+	CHECK_EQ(waitpid(a.pid, NULL, 0), a.pid);
+	struct kid b;
+	if (fork_as(a.pid, &b, 8) < 0) {
+		fprintf(stderr, "   SKIP: cannot choose a pid (needs root and ns_last_pid)\n");
+		close(kq);
+		return;
+	}
+	KOK(kq, b.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(2));
+	EXPECT_NONE(kq, 50); /* the old exit is not reported */
+	release(&b);
+	struct kevent ev = EXPECT_ONE(kq, b.pid, EVFILT_PROC, 5000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 8 << 8);
+	CHECK_EQ(waitpid(b.pid, NULL, 0), b.pid);
+	close(kq);
+}
+
 /* One pidfd while the process runs, none once its exit was seen or deleted. */
 static void fd_cost_and_close(void)
 {
@@ -248,6 +297,31 @@ static void fd_cost_and_close(void)
 	release(&b);
 	CHECK_EQ(waitpid(a.pid, NULL, 0), a.pid);
 	CHECK_EQ(waitpid(b.pid, NULL, 0), b.pid);
+}
+
+/* Out of descriptors: EMFILE, nothing registered; it works once one is free. */
+static void emfile_registers_nothing(void)
+{
+	int kq = kq_new();
+	struct kid k = spawn(do_exit, 2);
+	struct rlimit old, low;
+	CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	int lowest = dup(0);
+	CHECK(lowest >= 0);
+	close(lowest);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest; /* every number below is taken */
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	int err = kchange_err(kq, k.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	CHECK_EQ(err, EMFILE);
+	CHECK_EQ(kchange_err(kq, k.pid, EVFILT_PROC, EV_DELETE, 0, 0), ENOENT);
+	KOK(kq, k.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	release(&k);
+	struct kevent ev = EXPECT_ONE(kq, k.pid, EVFILT_PROC, 5000);
+	CHECK_EQ(ev.data, 2 << 8);
+	CHECK_EQ(waitpid(k.pid, NULL, 0), k.pid);
+	close(kq);
 }
 
 /*
@@ -562,7 +636,9 @@ int main(void)
 	RUN(disabled_exit_waits_for_enable);
 	RUN(exit_not_asked_for_drops_the_knote);
 	RUN(delete_then_add_again);
+	RUN(pid_reused_after_delete);
 	RUN(fd_cost_and_close);
+	RUN(emfile_registers_nothing);
 	RUN(not_our_child_zombie);
 	RUN(not_our_child_reaped);
 	RUN(reaped_by_program_first);
