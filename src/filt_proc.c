@@ -297,7 +297,16 @@ void kq__proc_event(struct kq *kq, uint32_t pid)
 /* Has kn's process exited?  Then it reports (or goes). */
 void kq__proc_check(struct kq *kq, struct knote *kn)
 {
-	if (kn->kn_u.proc.pidfd < 0 || !pidfd_exited(kn->kn_u.proc.pidfd))
+	int fd = kn->kn_u.proc.pidfd;
+	if (fd < 0)
+		return;
+	if (!kq__is_private_fd(fd)) {
+		/* dup2() gave the number to the program: its file says nothing
+		 * of our process (CONTRACT.md, known limits). */
+		kn->kn_u.proc.pidfd = -1;
+		return;
+	}
+	if (!pidfd_exited(fd))
 		return;
 	proc_gone(kq, kn);
 	/* Nothing it asked for happened: dropped, as FreeBSD's EV_DROP

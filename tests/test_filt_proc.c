@@ -299,6 +299,50 @@ static void fd_cost_and_close(void)
 	CHECK_EQ(waitpid(b.pid, NULL, 0), b.pid);
 }
 
+/* The number of this process's (only) open pidfd, -1 if none. */
+static int find_pidfd(void)
+{
+	for (int fd = 0; fd < 4096; fd++) {
+		char path[64], target[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = 0;
+			if (strstr(target, "pidfd"))
+				return fd;
+		}
+	}
+	return -1;
+}
+
+/*
+ * dup2() onto a pidfd's number: the number is the program's now.  The
+ * knote no longer sees the exit (a known limit), but it never reports from
+ * the program's file, and never closes it.
+ */
+static void dup2_onto_pidfd_number(void)
+{
+	int kq = kq_new();
+	struct kid k = spawn(do_exit, 0);
+	KOK(kq, k.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	int pfd = find_pidfd();
+	CHECK(pfd >= 0);
+	int p[2];
+	CHECK(pipe(p) == 0);
+	CHECK(write(p[1], "x", 1) == 1); /* readable, like an exited pidfd */
+	CHECK_EQ(dup2(p[0], pfd), pfd);
+	release(&k);
+	wait_zombie(k.pid);
+	EXPECT_NONE(kq, 100);
+	KOK(kq, k.pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+	close(kq);
+	CHECK(fd_is_open(pfd));
+	char c;
+	CHECK_EQ(read(pfd, &c, 1), 1);
+	close(pfd), close(p[0]), close(p[1]);
+	CHECK_EQ(waitpid(k.pid, NULL, 0), k.pid);
+}
+
 /* Out of descriptors: EMFILE, nothing registered; it works once one is free. */
 static void emfile_registers_nothing(void)
 {
@@ -639,6 +683,7 @@ int main(void)
 	RUN(pid_reused_after_delete);
 	RUN(fd_cost_and_close);
 	RUN(emfile_registers_nothing);
+	RUN(dup2_onto_pidfd_number);
 	RUN(not_our_child_zombie);
 	RUN(not_our_child_reaped);
 	RUN(reaped_by_program_first);
