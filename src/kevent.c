@@ -243,6 +243,10 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		switch (ev[i].data.u64 >> KQ_TAG_SHIFT) {
 		case KQ_TAG_WAKE:
 			atomic_store(&kq->kq_wake_pending, false);
+			/* a signal handler's wake (sighook.c) */
+			if (atomic_load_explicit(&kq->kq_sigdirty, memory_order_relaxed) &&
+			    atomic_exchange(&kq->kq_sigdirty, false))
+				kq__signal_scan(kq);
 			break;
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);

@@ -296,6 +296,8 @@ static void kq_close_fds(struct kq *kq)
 static void kq_release(struct kq *kq)
 {
 	kq_close_fds(kq);
+	if (!kq_in_fork_child)
+		kq__signal_release(kq); /* the fork child counts its watchers anew */
 	kq->kq_released = true;
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
@@ -711,6 +713,7 @@ static void kq_child_atfork(void)
 {
 	struct kq *kq, *next;
 	kq_in_fork_child = true;
+	kq__sig_fork_begin();
 	/*
 	 * Orphans (dead, or recycled already) hold a reference that a later
 	 * kq__put() would drop from whatever the struct is by then: the dead
@@ -751,6 +754,7 @@ static void kq_child_atfork(void)
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
+	kq__sig_fork_end();
 	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 	KQ_LEAVE();
