@@ -290,14 +290,16 @@ static void kq_close_fds(struct kq *kq)
 	close_if(kq, &kq->kq_timerfd);
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
+	/* Its signals are not watched any more: the program's dispositions
+	 * come back now (async-signal-safe; a fork child counts anew). */
+	if (!kq_in_fork_child)
+		kq__signal_release(kq);
 }
 
 /* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
 static void kq_release(struct kq *kq)
 {
 	kq_close_fds(kq);
-	if (!kq_in_fork_child)
-		kq__signal_release(kq); /* the fork child counts its watchers anew */
 	kq->kq_released = true;
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
