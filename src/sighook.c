@@ -190,6 +190,8 @@ static void notify_cb(struct kq *kq, void *arg)
 	if (!(atomic_load_explicit(&kq->kq_sigmask, memory_order_relaxed) & bit))
 		return;
 	atomic_store(&kq->kq_sigdirty, true);
+	if (KQ_BROKEN(KQ_BREAK_I3))
+		return; /* the stress tests' lost wakeup */
 	uint64_t one = 1;
 	(void)!write(__atomic_load_n(&kq->kq_wakefd, __ATOMIC_ACQUIRE), &one, sizeof(one));
 }
