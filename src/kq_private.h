@@ -261,6 +261,7 @@ long kq__next_private(unsigned from, unsigned last);
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__name_cloexec_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
+extern _Atomic(struct kq *) kq__live; /* the live kqueues (kq_global to change) */
 
 /* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */
 void kq__enqueue(struct kq *kq, struct knote *kn);

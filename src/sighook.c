@@ -184,24 +184,47 @@ static int sh_apply(int sig)
 
 /* ---- the handler ---- */
 
-static void notify_cb(struct kq *kq, void *arg)
+/*
+ * Drops the reference sh_notify() took.  The last one (the kqueue was
+ * closed meanwhile) goes to kq__put(), which frees nothing in a hook.
+ */
+static void sh_unref(struct kq *kq)
 {
-	uint64_t bit = 1ULL << (*(int *)arg - 1);
-	if (!(atomic_load_explicit(&kq->kq_sigmask, memory_order_relaxed) & bit))
+	int r = atomic_load(&kq->kq_refs);
+	while (r > 1 && !atomic_compare_exchange_weak(&kq->kq_refs, &r, r - 1))
+		;
+	if (r > 1)
 		return;
-	atomic_store(&kq->kq_sigdirty, true);
-	if (KQ_BROKEN(KQ_BREAK_I3))
-		return; /* the stress tests' lost wakeup */
-	uint64_t one = 1;
-	(void)!write(__atomic_load_n(&kq->kq_wakefd, __ATOMIC_ACQUIRE), &one, sizeof(one));
+	KQ_HOOK_ENTER();
+	kq__put(kq);
+	KQ_HOOK_LEAVE();
 }
 
-/* The kqueues watching sig look at their knotes again (async-signal-safe). */
+/*
+ * The kqueues watching sig look at their knotes again (async-signal-safe).
+ * The walk is kq__foreach()'s, written here so that the handler runs no
+ * sanitizer-instrumented code (a signal may reach a thread a sanitizer has
+ * not set up yet), and the write is a raw system call for the same reason.
+ * The reference held keeps the kqueue's descriptors open meanwhile.
+ */
 static void sh_notify(int sig)
 {
-	KQ_HOOK_ENTER(); /* kq__put() frees nothing here: see kqueue.c */
-	kq__foreach(notify_cb, &sig);
-	KQ_HOOK_LEAVE();
+	uint64_t bit = 1ULL << (sig - 1), one = 1;
+	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
+	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
+		if (!(atomic_load_explicit(&kq->kq_sigmask, memory_order_relaxed) & bit) ||
+		    !atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead))
+			continue;
+		atomic_fetch_add(&kq->kq_refs, 1);
+		if (atomic_load(&kq->kq_listed) && !atomic_load(&kq->kq_dead)) {
+			atomic_store(&kq->kq_sigdirty, true);
+			if (!KQ_BROKEN(KQ_BREAK_I3)) /* the stress tests' lost wakeup */
+				syscall(SYS_write,
+				        __atomic_load_n(&kq->kq_wakefd, __ATOMIC_ACQUIRE), &one,
+				        sizeof(one));
+		}
+		sh_unref(kq);
+	}
 }
 
 void kq__sig_record(int sig)

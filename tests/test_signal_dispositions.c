@@ -34,6 +34,16 @@ static struct kact kernel_action(int sig)
 static volatile sig_atomic_t hits, depth, max_depth, info_ok, seen_in_handler, reraise;
 static int handler_kq = -1;
 
+/*
+ * ThreadSanitizer runs a program's handler late (at its next intercepted
+ * call): wait for it a little.  Elsewhere it has run when raise() returns.
+ */
+static void settle(volatile sig_atomic_t *v, int want)
+{
+	for (int i = 0; i < 1000 && *v < want; i++)
+		usleep(1000);
+}
+
 static void on_sig(int sig)
 {
 	(void)sig;
@@ -71,10 +81,12 @@ static void handled_signal_is_recorded_and_handler_runs(void)
 	int kq = kq_new();
 	KOK(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(1));
 	CHECK(kill(getpid(), SIGUSR1) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq, SIGUSR1, 1);
 	CHECK(raise(SIGUSR1) == 0);
 	CHECK(raise(SIGUSR1) == 0);
+	settle(&hits, 3);
 	CHECK_EQ(hits, 3);
 	expect_data(kq, SIGUSR1, 2);
 	EXPECT_NONE(kq, 20);
@@ -94,6 +106,7 @@ static void siginfo_handler_gets_its_info(void)
 	KOK(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	union sigval v = {.sival_int = 42};
 	CHECK(sigqueue(getpid(), SIGUSR1, v) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	CHECK(info_ok);
 	expect_data(kq, SIGUSR1, 1);
@@ -117,6 +130,7 @@ static void count_is_there_when_the_handler_runs(void)
 	set_action(SIGUSR2, on_sig_polls, 0);
 	KOK(handler_kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	CHECK(kill(getpid(), SIGUSR2) == 0);
+	settle(&seen_in_handler, 1);
 	CHECK(seen_in_handler);
 	EXPECT_NONE(handler_kq, 10);
 	close(handler_kq);
@@ -238,9 +252,11 @@ static void old_action_round_trips(void)
 	CHECK((b_read.sa_flags & (SA_NODEFER | SA_SIGINFO | SA_RESTART)) == SA_NODEFER);
 	/* the last knote gone: the kernel has exactly what the program set */
 	KOK(kq, SIGUSR1, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+#ifndef BATON_SANITIZED /* ThreadSanitizer gives the kernel a handler of its own */
 	struct kact k = kernel_action(SIGUSR1);
 	CHECK(k.handler == (void *)on_sig);
 	CHECK((k.flags & (SA_NODEFER | SA_SIGINFO | SA_RESTART)) == SA_NODEFER);
+#endif
 	CHECK(sigaction(SIGUSR1, NULL, &got) == 0);
 	CHECK(same_action(&got, &b_read));
 	close(kq);
@@ -254,10 +270,12 @@ static void signal_after_add_keeps_both_working(void)
 	KOK(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	CHECK(signal(SIGUSR1, on_sig) == SIG_DFL);
 	CHECK(kill(getpid(), SIGUSR1) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq, SIGUSR1, 1);
 	CHECK(signal(SIGUSR1, SIG_IGN) == on_sig);
 	CHECK(kill(getpid(), SIGUSR1) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq, SIGUSR1, 1);
 	CHECK(signal(SIGUSR1, SIG_DFL) == SIG_IGN);
@@ -292,11 +310,13 @@ static void resethand_runs_the_handler_once(void)
 	int kq = kq_new();
 	KOK(kq, SIGURG, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	CHECK(kill(getpid(), SIGURG) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	struct sigaction got;
 	CHECK(sigaction(SIGURG, NULL, &got) == 0);
 	CHECK(got.sa_handler == SIG_DFL);
 	CHECK(kill(getpid(), SIGURG) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq, SIGURG, 2); /* SIG_DFL of SIGURG: still recorded */
 	close(kq);
@@ -322,12 +342,15 @@ static void nodefer_lets_the_handler_nest(void)
 	reraise = 1;
 	set_action(SIGUSR1, on_nested, SA_NODEFER);
 	CHECK(raise(SIGUSR1) == 0);
+#ifndef BATON_SANITIZED /* ThreadSanitizer runs handlers late, one at a time */
 	CHECK_EQ(max_depth, 2);
+#endif
 	expect_data(kq, SIGUSR1, 2);
 	max_depth = depth = 0;
 	reraise = 1;
 	set_action(SIGUSR1, on_nested, 0); /* deferred: runs after the first returns */
 	CHECK(raise(SIGUSR1) == 0);
+	settle(&max_depth, 1);
 	CHECK_EQ(max_depth, 1);
 	expect_data(kq, SIGUSR1, 2);
 	close(kq);
@@ -357,8 +380,10 @@ static void blocked_signal_is_counted_once(void)
 	CHECK(kill(getpid(), SIGUSR1) == 0);
 	struct kevent e;
 	kpoll(kq1, &e, 1, 20);
+	settle(&hits, 0);
 	CHECK_EQ(hits, 0);
 	CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq2, SIGUSR1, 1);
 	close(kq1);
@@ -404,6 +429,7 @@ static void sysv_signal_and_sigignore_go_through(void)
 	CHECK(sysv_signal(SIGWINCH, on_sig) == SIG_DFL);
 	CHECK(raise(SIGWINCH) == 0);
 	CHECK(raise(SIGWINCH) == 0); /* SA_RESETHAND: the second finds SIG_DFL */
+	settle(&hits, 1);
 	CHECK_EQ(hits, 1);
 	expect_data(kq, SIGWINCH, 2);
 #pragma GCC diagnostic push
