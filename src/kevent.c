@@ -322,7 +322,10 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 		/* Once something is collected, only look for more. */
 		int ms = n > 0 ? 0 : wait_ms(deadline);
 		int max = nevents - n < KQ_EVBUF ? nevents - n : KQ_EVBUF;
+		unsigned quiet = kq__sig_quiet;
 		int r = kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+		if (r == -EINTR && kq__sig_quiet != quiet && !n)
+			continue; /* only an ignored, watched signal: its wake is queued */
 		if (r < 0)
 			return n ? n : r; /* -EINTR */
 		if (atomic_load(&kq->kq_dead))

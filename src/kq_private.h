@@ -328,6 +328,9 @@ unsigned kq__sig_gen(void);      /* changes when kq__sig_by_fd() of a watched si
 void kq__sig_fork_begin(void);   /* fork child: count the surviving knotes again */
 void kq__sig_fork_add(int sig, uint32_t n);
 void kq__sig_fork_end(void);
+/* Deliveries on this thread that ran no handler of the program's: a wait
+ * they interrupted goes on (FreeBSD's sleep never sees an ignored signal). */
+extern _Thread_local unsigned kq__sig_quiet __attribute__((tls_model("initial-exec")));
 void kq__file_changed(struct kq *kq);
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */

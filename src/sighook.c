@@ -262,6 +262,8 @@ static uintptr_t sh_reset(int sig)
 	return h;
 }
 
+_Thread_local unsigned kq__sig_quiet __attribute__((tls_model("initial-exec")));
+
 static void sh_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
@@ -274,8 +276,10 @@ static void sh_handler(int sig, siginfo_t *si, void *uc)
 	if (h == (uintptr_t)SIG_DFL && !default_ignores(sig))
 		sh_default(sig);
 	errno = saved;
-	if (!is_fn(h))
+	if (!is_fn(h)) {
+		kq__sig_quiet++; /* nothing of the program's ran: see kevent.c */
 		return;
+	}
 	if (flags & SA_SIGINFO)
 		((sh_info_fn)h)(sig, si, uc);
 	else

@@ -9,6 +9,7 @@
  */
 #include "util.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
@@ -446,6 +447,54 @@ static void sysv_signal_and_sigignore_go_through(void)
 	set_action(SIGWINCH, SIG_DFL, 0);
 }
 
+struct waitarg {
+	int kq, n, err;
+	struct kevent e;
+};
+
+static void *wait_once(void *p)
+{
+	struct waitarg *w = p;
+	struct timespec ts = ts_ms(2000);
+	w->n = kevent(w->kq, NULL, 0, &w->e, 1, &ts);
+	w->err = errno;
+	return NULL;
+}
+
+/*
+ * FreeBSD's kevent() sleeps through an ignored signal (it only records it)
+ * and returns EINTR for one the program handles.
+ */
+static void ignored_signal_does_not_interrupt_a_wait(void)
+{
+	set_action(SIGUSR2, SIG_IGN, 0);
+	int kq = kq_new();
+	KOK(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	struct waitarg w = {kq, 0, 0, {0}};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, wait_once, &w) == 0);
+	usleep(50000); /* let it block */
+	CHECK(pthread_kill(t, SIGUSR2) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK_EQ(w.n, 1);
+	CHECK_EQ(w.e.ident, SIGUSR2);
+	CHECK_EQ(w.e.data, 1);
+	hits = 0;
+	set_action(SIGUSR2, on_sig, 0);
+	CHECK(pthread_create(&t, NULL, wait_once, &w) == 0);
+	usleep(50000);
+	CHECK(pthread_kill(t, SIGUSR2) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+#ifndef BATON_SANITIZED /* ThreadSanitizer runs the handler after the wait */
+	CHECK_EQ(w.n, -1);
+	CHECK_EQ(w.err, EINTR);
+#endif
+	settle(&hits, 1);
+	CHECK_EQ(hits, 1);
+	close(kq);
+	set_action(SIGUSR2, SIG_DFL, 0);
+}
+
 int main(void)
 {
 	RUN(handled_signal_is_recorded_and_handler_runs);
@@ -464,5 +513,6 @@ int main(void)
 	RUN(sigkill_and_sigstop_are_accepted);
 	RUN(fork_child_gets_the_programs_action_back);
 	RUN(sysv_signal_and_sigignore_go_through);
+	RUN(ignored_signal_does_not_interrupt_a_wait);
 	return 0;
 }
