@@ -422,6 +422,35 @@ static void fork_child_gets_the_programs_action_back(void)
 	set_action(SIGUSR2, SIG_DFL, 0);
 }
 
+/* KQUEUE_CPONFORK: the child's copy watches the signal in the child. */
+static void cponfork_copy_records_the_childs_signals(void)
+{
+	set_action(SIGUSR2, SIG_IGN, 0);
+	int kq = kqueuex(KQUEUE_CPONFORK);
+	CHECK(kq >= 0);
+	KOK(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		struct kevent e;
+		struct timespec ts = ts_ms(1000);
+		if (kernel_action(SIGUSR2).handler == (void *)SIG_IGN)
+			_exit(1); /* still watched here: libbaton's handler stays */
+		raise(SIGUSR2);
+		raise(SIGUSR2);
+		int n = kevent(kq, NULL, 0, &e, 1, &ts);
+		_exit(n == 1 && e.ident == SIGUSR2 && e.data == 2 ? 0 : 2);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st));
+	CHECK_EQ(WEXITSTATUS(st), 0);
+	EXPECT_NONE(kq, 20); /* the child's signals were its own */
+	close(kq);
+	CHECK(kernel_action(SIGUSR2).handler == (void *)SIG_IGN);
+	set_action(SIGUSR2, SIG_DFL, 0);
+}
+
 static void sysv_signal_and_sigignore_go_through(void)
 {
 	hits = 0;
@@ -512,6 +541,7 @@ int main(void)
 	RUN(blocked_signal_is_counted_once);
 	RUN(sigkill_and_sigstop_are_accepted);
 	RUN(fork_child_gets_the_programs_action_back);
+	RUN(cponfork_copy_records_the_childs_signals);
 	RUN(sysv_signal_and_sigignore_go_through);
 	RUN(ignored_signal_does_not_interrupt_a_wait);
 	return 0;
