@@ -1,9 +1,20 @@
 /*
- * EVFILT_SIGNAL over one signalfd per kqueue, whose mask is the union of the
- * registered signals.  Linux only queues a signal to a signalfd when it is
- * blocked and not ignored, so the caller blocks it (see docs/CONTRACT.md);
- * FreeBSD instead records every delivery attempt.  Signals are EV_CLEAR (as
- * FreeBSD): data counts deliveries since the last report.
+ * EVFILT_SIGNAL, as FreeBSD: every delivery of a watched signal is
+ * recorded, whatever its disposition, and each knote on it (in any kqueue)
+ * sees it; data counts deliveries since the last report (EV_CLEAR implied).
+ *
+ * Deliveries are counted per signal, process-wide (sighook.c: sh_count),
+ * by libbaton's handler or, for a signal the program blocked, by whichever
+ * kqueue's signalfd takes it.  Either then marks every kqueue that watches
+ * the signal (kq_sigdirty) and writes its wake eventfd; that kqueue's next
+ * look (kq__signal_scan) adds what the counter gained since the knote last
+ * looked (kn_u.sig.seen) to kn_data.  A delivery racing the look is never
+ * lost: the mark is cleared before the counters are read.
+ *
+ * Linux quirk: a signalfd only sees a signal that is blocked; the kernel
+ * hands a pending one to the first reader, so a signalfd takes only what
+ * the program would not miss (its action is SIG_DFL or SIG_IGN:
+ * kq__sig_by_fd), and the count is shared by all.
  */
 #include <errno.h>
 #include <signal.h>
@@ -13,25 +24,30 @@
 
 #include "kq_private.h"
 
-#define SIG_MAX 64
-
 static int signal_validate(const struct kevent *kev)
 {
 	if (!(kev->flags & EV_ADD))
 		return 0;
-	if (kev->ident < 1 || kev->ident > SIG_MAX || kev->fflags)
+	if (kev->ident < 1 || kev->ident >= KQ_NSIG || kev->fflags)
 		return -EINVAL;
 	return 0;
 }
 
-/* Points the signalfd at the registered signals (kq_lock held). */
+/* Points the signalfd at the watched signals it may take (kq_lock held). */
 static int signal_update(struct kq *kq)
 {
+	unsigned gen = kq__sig_gen();
 	sigset_t set;
 	sigemptyset(&set);
-	for (int s = 1; s <= SIG_MAX; s++)
-		if (kq->kq_signals[s])
+	bool any = false;
+	for (int s = 1; s < KQ_NSIG; s++)
+		if (kq->kq_signals[s] && kq__sig_by_fd(s)) {
 			sigaddset(&set, s);
+			any = true;
+		}
+	kq->kq_sigfd_gen = gen;
+	if (!any && kq->kq_sigfd < 0)
+		return 0;
 	int fd = signalfd(kq->kq_sigfd, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -48,13 +64,26 @@ static int signal_update(struct kq *kq)
 	return 0;
 }
 
-/* A fork copy: a signalfd of its own for the same signals. */
+/* A fork copy: a signalfd of its own, and its knotes counted again. */
 int kq__signal_fork(struct kq *kq)
 {
-	for (int s = 1; s <= SIG_MAX; s++)
-		if (kq->kq_signals[s])
-			return signal_update(kq);
-	return 0;
+	bool any = false;
+	for (int s = 1; s < KQ_NSIG; s++)
+		if (kq->kq_signals[s]) {
+			kq__sig_fork_add(s, kq->kq_signals[s]);
+			any = true;
+		}
+	return any ? signal_update(kq) : 0;
+}
+
+/* The kqueue is freed: its knotes stop watching (kq_release). */
+void kq__signal_release(struct kq *kq)
+{
+	for (int s = 1; s < KQ_NSIG; s++) {
+		kq__sig_unwatch(s, kq->kq_signals[s]);
+		kq->kq_signals[s] = 0;
+	}
+	atomic_store(&kq->kq_sigmask, 0);
 }
 
 static int signal_attach(struct kq *kq, struct knote *kn)
@@ -62,11 +91,19 @@ static int signal_attach(struct kq *kq, struct knote *kn)
 	int sig = (int)kn->kn_ident;
 	kn->kn_flags |= EV_CLEAR;
 	kn->kn_data = 0;
-	if (kq->kq_signals[sig]++)
-		return 0;
-	int err = signal_update(kq);
+	int err = kq__sig_watch(sig);
 	if (err)
-		kq->kq_signals[sig]--;
+		return err;
+	/* Only deliveries from now on: the handler is in place. */
+	kn->kn_u.sig.seen = kq__sig_count(sig);
+	if (kq->kq_signals[sig]++ == 0)
+		atomic_fetch_or(&kq->kq_sigmask, 1ULL << (sig - 1));
+	err = signal_update(kq);
+	if (err) {
+		if (--kq->kq_signals[sig] == 0)
+			atomic_fetch_and(&kq->kq_sigmask, ~(1ULL << (sig - 1)));
+		kq__sig_unwatch(sig, 1);
+	}
 	return err;
 }
 
@@ -74,7 +111,9 @@ static void signal_detach(struct kq *kq, struct knote *kn)
 {
 	int sig = (int)kn->kn_ident;
 	if (--kq->kq_signals[sig] == 0)
-		signal_update(kq);
+		atomic_fetch_and(&kq->kq_sigmask, ~(1ULL << (sig - 1)));
+	signal_update(kq);
+	kq__sig_unwatch(sig, 1);
 }
 
 static bool signal_event(struct kq *kq, struct knote *kn, struct kevent *out)
@@ -90,23 +129,50 @@ static void signal_clear(struct kq *kq, struct knote *kn)
 	kn->kn_data = 0;
 }
 
-/* The signalfd is readable: count each signal on its knote. */
+/* New deliveries onto the knotes (kq_lock held). */
+static void signal_collect(struct kq *kq)
+{
+	if (kq->kq_sigfd_gen != kq__sig_gen())
+		signal_update(kq); /* a program's sigaction() changed what it may take */
+	uint64_t mask = atomic_load(&kq->kq_sigmask);
+	for (int s = 1; mask; s++, mask >>= 1) {
+		if (!(mask & 1))
+			continue;
+		struct knote *kn = kq__hash_find(kq, EVFILT_SIGNAL, (uintptr_t)s);
+		uint64_t c = kq__sig_count(s);
+		if (!kn || c == kn->kn_u.sig.seen)
+			continue;
+		kn->kn_data += (int64_t)(c - kn->kn_u.sig.seen);
+		kn->kn_u.sig.seen = c;
+		kq__activate(kq, kn);
+	}
+}
+
+/* A watched signal was recorded somewhere (the mark was set). */
+void kq__signal_scan(struct kq *kq)
+{
+	pthread_mutex_lock(&kq->kq_lock);
+	signal_collect(kq);
+	pthread_mutex_unlock(&kq->kq_lock);
+}
+
+/* The signalfd is readable: a blocked signal is recorded for everyone. */
 void kq__signal_read(struct kq *kq)
 {
 	struct signalfd_siginfo si[16];
 	pthread_mutex_lock(&kq->kq_lock);
+	if (kq->kq_sigfd_gen != kq__sig_gen())
+		signal_update(kq); /* do not take what the program's handler waits for */
 	for (;;) {
 		ssize_t r = kq->kq_sigfd >= 0 ? read(kq->kq_sigfd, si, sizeof(si)) : -1;
 		if (r <= 0)
 			break;
-		for (size_t i = 0; i < (size_t)r / sizeof(si[0]); i++) {
-			struct knote *kn = kq__hash_find(kq, EVFILT_SIGNAL, si[i].ssi_signo);
-			if (kn) {
-				kn->kn_data++;
-				kq__activate(kq, kn);
-			}
-		}
+		for (size_t i = 0; i < (size_t)r / sizeof(si[0]); i++)
+			if (si[i].ssi_signo >= 1 && si[i].ssi_signo < KQ_NSIG)
+				kq__sig_record((int)si[i].ssi_signo);
 	}
+	atomic_store(&kq->kq_sigdirty, false);
+	signal_collect(kq);
 	pthread_mutex_unlock(&kq->kq_lock);
 }
 

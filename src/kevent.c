@@ -245,6 +245,10 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		switch (ev[i].data.u64 >> KQ_TAG_SHIFT) {
 		case KQ_TAG_WAKE:
 			atomic_store(&kq->kq_wake_pending, false);
+			/* a signal handler's wake (sighook.c) */
+			if (atomic_load_explicit(&kq->kq_sigdirty, memory_order_relaxed) &&
+			    atomic_exchange(&kq->kq_sigdirty, false))
+				kq__signal_scan(kq);
 			break;
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);
@@ -323,7 +327,10 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 		/* Once something is collected, only look for more. */
 		int ms = n > 0 ? 0 : wait_ms(deadline);
 		int max = nevents - n < KQ_EVBUF ? nevents - n : KQ_EVBUF;
+		unsigned quiet = kq__sig_quiet;
 		int r = kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+		if (r == -EINTR && kq__sig_quiet != quiet && !n)
+			continue; /* only an ignored, watched signal: its wake is queued */
 		if (r < 0)
 			return n ? n : r; /* -EINTR */
 		if (atomic_load(&kq->kq_dead))

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/event.h>
 
+#define KQ_NSIG 65 /* signals 1..64 */
+
 struct kq;
 struct knote;
 struct kq_fdent;
@@ -89,6 +91,9 @@ struct knote {
 			int32_t ppid;   /* NOTE_CHILD: the parent's pid */
 			uint32_t want;  /* fflags in force (kept when a re-add fails) */
 		} proc;
+		struct {
+			uint64_t seen; /* kq__sig_count() when last looked at */
+		} sig;
 		struct kq_fdent *fe; /* fd knotes: their table entry */
 	} kn_u;
 };
@@ -176,9 +181,9 @@ struct kq {
 	int kq_epfd;   /* private dup of kq_fd, used by every call */
 	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
-	int kq_sigfd;  /* signalfd, -1 until a signal is registered */
-	int kq_inofd;  /* inotify, -1 until a regular file waits to grow */
 	int kq_procfd; /* kq_lock to change: process connector socket, -1 unless needed */
+	int kq_sigfd;  /* signalfd, -1 until a blocked signal may need it */
+	int kq_inofd;  /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
 	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
 	atomic_bool kq_dead; /* close() was called */
@@ -203,9 +208,11 @@ struct kq {
 	uint32_t kq_nwatches, kq_watchcap;
 	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
 
-	/* kq_lock: signals */
-	uint64_t kq_sigmask;     /* bit n-1 for signal n */
-	uint32_t kq_signals[65]; /* registrations per signal */
+	/* signals (filt_signal.c, sighook.c) */
+	_Atomic uint64_t kq_sigmask;  /* kq_lock to change: bit n-1 for a watched signal n */
+	uint32_t kq_signals[KQ_NSIG]; /* kq_lock: registrations per signal */
+	unsigned kq_sigfd_gen;        /* kq_lock: kq__sig_gen() the signalfd's mask follows */
+	atomic_bool kq_sigdirty;      /* a watched signal was recorded: look at the counts */
 
 	uint32_t kq_procusers; /* kq_lock: knotes that need kq_procfd */
 
@@ -265,6 +272,7 @@ long kq__next_private(unsigned from, unsigned last);
 void kq__close_kqueue_range(unsigned first, unsigned last);
 void kq__name_cloexec_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
+extern _Atomic(struct kq *) kq__live; /* the live kqueues (kq_global to change) */
 
 /* knote.c: the ready queue and non-fd knotes (all with kq_lock held) */
 void kq__enqueue(struct kq *kq, struct knote *kn);
@@ -318,6 +326,22 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out);
 /* filt_timer.c / filt_signal.c / filewatch.c: backend events */
 void kq__timer_expire(struct kq *kq);
 void kq__signal_read(struct kq *kq);
+void kq__signal_scan(struct kq *kq);
+void kq__signal_release(struct kq *kq);
+
+/* sighook.c: the signal dispositions while a signal is watched */
+int kq__sig_watch(int sig); /* a knote on sig was added: 0 / -errno */
+void kq__sig_unwatch(int sig, uint32_t n);
+uint64_t kq__sig_count(int sig); /* deliveries recorded, ever */
+void kq__sig_record(int sig);    /* one more (async-signal-safe): wakes the watchers */
+bool kq__sig_by_fd(int sig);     /* a blocked instance may be taken by a signalfd */
+unsigned kq__sig_gen(void);      /* changes when kq__sig_by_fd() of a watched signal does */
+void kq__sig_fork_begin(void);   /* fork child: count the surviving knotes again */
+void kq__sig_fork_add(int sig, uint32_t n);
+void kq__sig_fork_end(void);
+/* Deliveries on this thread that ran no handler of the program's: a wait
+ * they interrupted goes on (FreeBSD's sleep never sees an ignored signal). */
+extern _Thread_local unsigned kq__sig_quiet __attribute__((tls_model("initial-exec")));
 void kq__file_changed(struct kq *kq);
 void kq__proc_event(struct kq *kq, uint32_t pid);          /* pid 0: the connector */
 int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */

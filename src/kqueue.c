@@ -58,7 +58,7 @@ static inline struct kq *kt_name(uintptr_t v)
 }
 
 static pthread_mutex_t kq_global =
-        PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kq_live links, kt chunk creation, atfork */
+        PTHREAD_MUTEX_INITIALIZER; /* kq_freelist, kq__live links, kt chunk creation, atfork */
 static struct kq *kq_freelist;     /* kq_global; recycled structs, linked via kq_fdt */
 static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
 
@@ -69,16 +69,16 @@ static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
  * unlinked still follows a valid kq_lnext: back into the list, or to its
  * end.  No cap: memory follows the number of kqueues.
  */
-static _Atomic(struct kq *) kq_live;
+_Atomic(struct kq *) kq__live; /* also walked by sighook.c's signal handler */
 
 static void live_add(struct kq *kq) /* kq_global held */
 {
-	struct kq *head = atomic_load(&kq_live);
+	struct kq *head = atomic_load(&kq__live);
 	kq->kq_lprev = NULL;
 	atomic_store(&kq->kq_lnext, head);
 	if (head)
 		head->kq_lprev = kq;
-	atomic_store_explicit(&kq_live, kq, memory_order_release);
+	atomic_store_explicit(&kq__live, kq, memory_order_release);
 	kq->kq_listed = true;
 }
 
@@ -90,7 +90,7 @@ static void live_remove(struct kq *kq) /* kq_global held */
 	if (kq->kq_lprev)
 		atomic_store(&kq->kq_lprev->kq_lnext, next);
 	else
-		atomic_store(&kq_live, next);
+		atomic_store(&kq__live, next);
 	if (next)
 		next->kq_lprev = kq->kq_lprev;
 	kq->kq_listed = false;
@@ -183,7 +183,7 @@ static int name_add(struct kq *kq, int fd, bool cloexec)
  */
 static struct kq *kq_adopt(int fd, _Atomic(uintptr_t) **slotp)
 {
-	for (struct kq *kq = atomic_load_explicit(&kq_live, memory_order_acquire); kq;
+	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
 	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
 		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) ||
 		    !same_file(fd, kq->kq_epfd))
@@ -291,6 +291,10 @@ static void kq_close_fds(struct kq *kq)
 	close_if(kq, &kq->kq_sigfd);
 	close_if(kq, &kq->kq_inofd);
 	kq__proc_close_fds(kq);
+	/* Its signals are not watched any more: the program's dispositions
+	 * come back now (async-signal-safe; a fork child counts anew). */
+	if (!kq_in_fork_child)
+		kq__signal_release(kq);
 }
 
 /* Frees what a kqueue holds.  Runs once, by whoever drops the last ref. */
@@ -716,6 +720,7 @@ static void kq_child_atfork(void)
 {
 	struct kq *kq, *next;
 	kq_in_fork_child = true;
+	kq__sig_fork_begin();
 	/*
 	 * Orphans (dead, or recycled already) hold a reference that a later
 	 * kq__put() would drop from whatever the struct is by then: the dead
@@ -727,7 +732,7 @@ static void kq_child_atfork(void)
 	}
 	/* Copies first: their new descriptors must not take the numbers the
 	 * closed kqueues leave free. */
-	for (kq = atomic_load(&kq_live); kq; kq = atomic_load(&kq->kq_lnext)) {
+	for (kq = atomic_load(&kq__live); kq; kq = atomic_load(&kq->kq_lnext)) {
 		bool keep = !atomic_load(&kq->kq_dead) && (kq->kq_flags & KQUEUE_CPONFORK) &&
 		            kq_child_copy(kq) == 0;
 		if (!keep)
@@ -743,7 +748,7 @@ static void kq_child_atfork(void)
 			}
 		}
 	}
-	for (kq = atomic_load(&kq_live); kq; kq = next) {
+	for (kq = atomic_load(&kq__live); kq; kq = next) {
 		next = atomic_load(&kq->kq_lnext);
 		if (!atomic_load(&kq->kq_dead))
 			continue;
@@ -756,6 +761,7 @@ static void kq_child_atfork(void)
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
+	kq__sig_fork_end();
 	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 	KQ_LEAVE();
@@ -790,7 +796,7 @@ void kq__name_cloexec_range(unsigned first, unsigned last)
 /* Calls fn for every live kqueue (the close hooks). */
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg)
 {
-	for (struct kq *kq = atomic_load_explicit(&kq_live, memory_order_acquire); kq;
+	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
 	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
 		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead))
 			continue;

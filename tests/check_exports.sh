@@ -1,15 +1,15 @@
 #!/bin/sh
 # libbaton must export the kqueue API and the close()/dup()/fcntl() family it
-# interposes (SEMANTICS I4), nothing else: each as name@@BATON_0, and each interposer
+# interposes (SEMANTICS I4), and sigaction()/signal() & co. (EVFILT_SIGNAL), nothing else: each as name@@BATON_0, and each interposer
 # also under libc's own version of the name (close@GLIBC_2.2.5 on x86-64),
 # which is what code linked against libc alone refers to.
 set -eu
 lib=$1
 api="kevent kqueue kqueue1 kqueuex"
-hooks="close close_range closefrom dup dup2 dup3 fcntl fcntl64"
+hooks="close close_range closefrom dup dup2 dup3 fcntl fcntl64 sigaction signal bsd_signal sysv_signal siginterrupt sigignore sigset"
 syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWiV]$/ {print $3}')
 got=$(echo "$syms" | sed 's/@.*//' | sort -u | tr '\n' ' ')
-want="close close_range closefrom dup dup2 dup3 fcntl fcntl64 kevent kqueue kqueue1 kqueuex "
+want="bsd_signal close close_range closefrom dup dup2 dup3 fcntl fcntl64 kevent kqueue kqueue1 kqueuex sigaction sigignore siginterrupt signal sigset sysv_signal "
 if [ "$got" != "$want" ]; then
   echo "exports differ: got [$got] want [$want]"
   exit 1

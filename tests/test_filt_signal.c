@@ -1,6 +1,8 @@
 /*
- * EVFILT_SIGNAL: the caller blocks the signal first (CONTRACT.md); data
- * counts deliveries since the last report; invalid signal numbers.
+ * EVFILT_SIGNAL with the signal blocked and left at SIG_DFL (a kqueue's
+ * signalfd takes it: CONTRACT.md, "Signals"); data counts deliveries since
+ * the last report; invalid signal numbers.  test_signal_dispositions.c has
+ * the other dispositions.
  */
 #include "util.h"
 

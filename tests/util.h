@@ -14,6 +14,9 @@
 #include <sys/socket.h>
 #include <stdint.h>
 #include <sys/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define UD(x) ((void *)(uintptr_t)(x))
@@ -129,6 +132,29 @@ static inline int count_fds(void)
 static inline int fd_is_open(int fd)
 {
 	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+}
+
+/*
+ * Waits (up to 5 s) until thread tid sleeps in an epoll wait system call,
+ * so that a signal sent next interrupts the wait and not the way there
+ * (a loaded machine can take longer than any fixed sleep).
+ */
+static inline void wait_blocked_in_epoll(pid_t tid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	for (int i = 0; i < 5000; i++) {
+		char buf[32] = {0};
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0);
+		ssize_t r = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		long nr = r > 0 ? strtol(buf, NULL, 10) : -1;
+		if (nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2)
+			return;
+		usleep(1000);
+	}
+	CHECK(!"thread never blocked in epoll_wait");
 }
 
 static inline void set_nonblock(int fd)
