@@ -42,6 +42,7 @@ time_t http_parse_date(struct http_slice s)
 		if (sscanf(buf + 4, " %2d %3s %4d %2d:%2d:%2d GMT%n", &d, mon, &y, &hh, &mm, &ss,
 		           &n) != 6)
 			return -1;
+		n += 4;
 	} else if (comma) { /* Sunday, 06-Nov-94 08:49:37 GMT */
 		if (sscanf(comma + 1, " %2d-%3[A-Za-z]-%2d %2d:%2d:%2d GMT%n", &d, mon, &y, &hh,
 		           &mm, &ss, &n) != 6)
