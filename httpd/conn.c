@@ -33,6 +33,7 @@
 
 #define RBUF_INITIAL   2048
 #define TURN_MAX_BYTES (1 << 20) /* then let other connections have the thread */
+#define LINGER_MS      2000
 
 atomic_bool http_stopping;
 atomic_int http_live_conns;
@@ -171,6 +172,7 @@ static void log_request(struct http_conn *c, const struct http_request *req, int
 static void refuse(struct http_worker *w, struct http_conn *c, int status)
 {
 	c->close_after = true;
+	c->linger = true;
 	http_out_reset(&c->out);
 	if (http_out_simple(w, c, NULL, status, NULL) == 0)
 		log_request(c, NULL, status, 0);
@@ -249,6 +251,31 @@ static int fill(struct http_conn *c)
 }
 
 /*
+ * After a refusal the client may still be sending (the rest of a head, a
+ * body): close() with unread bytes makes the kernel send a reset, which can
+ * destroy the response before the client reads it.  So shut our side down,
+ * then read and drop until EOF (0), or say to wait for more (1).  The timer
+ * ends a lingering that takes longer than LINGER_MS.
+ */
+static int linger(struct http_conn *c)
+{
+	char sink[4096];
+	if (!c->lingering) {
+		c->lingering = true;
+		c->linger_start_ms = http_now_ms();
+		c->rlen = 0;
+		if (shutdown(c->fd, SHUT_WR) < 0)
+			return 0;
+	}
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n <= 0)
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 1 : 0;
+	}
+	return 1;
+}
+
+/*
  * Moves the connection as far as it goes now.  Returns 1 if it waits for
  * READ, 2 if for WRITE, 0 if it was torn down.
  */
@@ -269,8 +296,11 @@ static int drive(struct http_worker *w, struct http_conn *c)
 				return 2;
 			c->last_active_ms = http_now_ms();
 		}
-		if (c->close_after)
-			goto down;
+		if (c->close_after) {
+			if (!c->linger || linger(c) <= 0)
+				goto down;
+			return 1;
+		}
 		if (parse_next(w, c))
 			continue;
 		if (c->draining && c->rlen == 0)
@@ -328,6 +358,8 @@ void http_conn_start(struct http_worker *w, struct http_conn *c)
 {
 	if (atomic_load(&http_stopping))
 		c->draining = true;
+	if (c->over_limit)
+		refuse(w, c, 503);
 	int r = drive(w, c);
 	if (r)
 		release(w, c, r == 2);
@@ -337,6 +369,8 @@ void http_conn_start(struct http_worker *w, struct http_conn *c)
 static bool timed_out(struct http_worker *w, struct http_conn *c)
 {
 	int64_t now = http_now_ms();
+	if (c->lingering)
+		return now - c->linger_start_ms >= LINGER_MS;
 	if (c->head_start_ms && now - c->head_start_ms >= http_cfg.header_timeout_ms &&
 	    !c->out.nseg) {
 		refuse(w, c, 408);

@@ -62,6 +62,10 @@ struct http_conn {
 	bool timer_on;    /* the idle timer knote exists (a forced oneshot removes it) */
 	bool close_after; /* close once the current response is out */
 	bool draining;    /* the server is stopping: this is the last response */
+	bool linger;      /* input may be left unread: shut down and drain before close */
+	bool lingering;   /* doing that since linger_start_ms */
+	bool over_limit;  /* accepted over --max-conns: gets a 503 */
+	int64_t linger_start_ms;
 	struct http_out out;
 	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
 };
