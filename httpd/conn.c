@@ -185,7 +185,7 @@ static void refuse(struct http_worker *w, struct http_conn *c, int status)
 static void answer(struct http_worker *w, struct http_conn *c, struct http_request *req,
                    size_t head_len)
 {
-	const struct http_proxy_route *rt = http_cfg.nroutes ? http_proxy_route_for(req) : NULL;
+	const struct http_proxy_route *rt = http_cfg.nroutes ? http_proxy_route_for(w, req) : NULL;
 	if (rt) {
 		int status = http_proxy_start(w, c, req, rt, head_len);
 		if (status > 0) { /* refused before reaching the upstream */

@@ -89,11 +89,17 @@ static struct pool *pool_of(const struct http_proxy_route *rt)
 	return pools ? &pools[rt - http_cfg.routes] : NULL;
 }
 
-const struct http_proxy_route *http_proxy_route_for(const struct http_request *req)
+/* Routes match the normalized path ("/api/../x" is /x, not under /api/), as
+ * the file server would see it; the target goes upstream as the client sent it. */
+const struct http_proxy_route *http_proxy_route_for(struct http_worker *w,
+                                                    const struct http_request *req)
 {
+	long n = http_normalize_path(req->path, w->path, sizeof(w->path));
+	if (n < 0)
+		return NULL; /* the file server answers 400 */
 	for (int i = 0; i < http_cfg.nroutes; i++) {
 		const struct http_proxy_route *r = &http_cfg.routes[i];
-		if (req->path.n >= r->prefix_len && !memcmp(req->path.p, r->prefix, r->prefix_len))
+		if ((size_t)n >= r->prefix_len && !memcmp(w->path, r->prefix, r->prefix_len))
 			return r;
 	}
 	return NULL;
@@ -180,6 +186,9 @@ static int upstream_open(struct http_worker *w, struct http_conn *c)
 	http_push(w, &ch);
 	http_member(&ch, c, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0);
 	http_push(w, &ch);
+	/* Now, not with the next wait: upstream_done() deletes them synchronously
+	 * and may close the fd (or pool it) before that wait. */
+	http_flush(w);
 	return 0;
 }
 

@@ -54,6 +54,13 @@ const char *http_date_now(struct http_worker *w)
 	return w->date;
 }
 
+void http_flush(struct http_worker *w)
+{
+	if (w->nch && kevent(http_kq, w->ch, w->nch, NULL, 0, NULL) < 0)
+		http_error_log("kevent (changes): %s", strerror(errno));
+	w->nch = 0;
+}
+
 void http_push(struct http_worker *w, const struct kevent *kev)
 {
 	if (w->nch == (int)(sizeof(w->ch) / sizeof(w->ch[0]))) {

@@ -447,6 +447,147 @@ def test_sigint_stops(s):
     check(s.stop(signal.SIGINT) == 0, "exit status on SIGINT")
 
 
+
+# ---- reverse proxy -----------------------------------------------------------
+
+import http.server
+import socketserver
+
+CHUNKS = [b"a" * 10, b"b" * 5000, b"c" * 1]
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    conns = set()
+
+    def setup(self):
+        super().setup()
+        Upstream.conns.add(self.client_address)
+
+    def log_message(self, *a):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            out = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(n)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_GET(self):
+        if self.path == "/api/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for c in CHUNKS:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/api/close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until close")
+            self.close_connection = True
+        elif self.path == "/api/slow":
+            time.sleep(4)
+        elif self.path.startswith("/api/info"):
+            b = ("%s|%s|%s" % (self.path, self.headers.get("X-Forwarded-For"),
+                               self.headers.get("Connection"))).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(b)))
+            self.send_header("Keep-Alive", "timeout=5")
+            self.end_headers()
+            self.wfile.write(b)
+        else:
+            self.send_error(404)
+
+    def do_POST(self):
+        b = self.body()
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+
+def start_upstream():
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Upstream)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_proxy():
+    up = start_upstream()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    try:
+        with Server() as origin, Server(
+                "--proxy", "/api/=127.0.0.1:%d" % up.server_address[1],
+                "--proxy", "/files/=127.0.0.1:%d" % origin.port,
+                "--proxy", "/dead/=127.0.0.1:%d" % dead.getsockname()[1],
+                "--upstream-timeout", "1") as s:
+            # a second baton-httpd as upstream: a 1 MiB file and a range
+            # routes match the normalized path: this one is a file here
+            st, h, body = get(s.port, "/files/../a.css")
+            check(st == 200 and body == b"body\n", st)
+            data = raw(s.port, b"GET /files/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
+            check(data.startswith(b"HTTP/1.1 400"), data[:40])
+            os.makedirs(os.path.join(DOCROOT, "files"), exist_ok=True)
+            shutil.copy(os.path.join(DOCROOT, "big.bin"), os.path.join(DOCROOT, "files"))
+            r = curl("-o", "-", s.url("/files/big.bin"))
+            check(r.stdout == BIG, "proxied 1 MiB differs (%d bytes)" % len(r.stdout))
+            st, h, body = get(s.port, "/files/big.bin", {"Range": "bytes=5-9"})
+            check(st == 206 and body == BIG[5:10], st)
+            # chunked and close-delimited upstream responses
+            st, h, body = get(s.port, "/api/chunked")
+            check(st == 200 and body == b"".join(CHUNKS), (st, len(body)))
+            data = raw(s.port, b"GET /api/close HTTP/1.1\r\nHost: x\r\n\r\n")
+            check(data.endswith(b"\r\n\r\nuntil close") and b"Connection: close" in data,
+                  data)
+            # request bodies stream both ways, with Content-Length and chunked
+            big = os.urandom(3 << 20)
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
+            c.request("POST", "/api/echo", body=big)
+            r = c.getresponse()
+            check(r.status == 201 and r.read() == big, "POST body echo")
+            c.request("POST", "/api/echo", body=iter([b"x" * 7000, b"yz"]),
+                      encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+            r = c.getresponse()
+            check(r.status == 201 and r.read() == b"x" * 7000 + b"yz", "chunked body")
+            # hop-by-hop fields and X-Forwarded-For
+            c.request("GET", "/api/info?q=1", headers={"Connection": "keep-alive, X-Foo",
+                                                         "Keep-Alive": "1"})
+            r = c.getresponse()
+            body = r.read()
+            check(body == b"/api/info?q=1|127.0.0.1|keep-alive", body)
+            check(r.getheader("Keep-Alive") is None, r.getheaders())
+            c.close()
+            # keep-alive to the upstream: 20 requests, few connections
+            Upstream.conns.clear()
+            for _ in range(20):
+                check(get(s.port, "/api/info")[0] == 200, "info")
+            check(len(Upstream.conns) <= 2, "upstream connections: %d" % len(Upstream.conns))
+            # failures
+            st, _, _ = get(s.port, "/dead/x")
+            check(st == 502, st)
+            t0 = time.time()
+            st, _, _ = get(s.port, "/api/slow")
+            check(st == 504 and time.time() - t0 < 3.5, (st, time.time() - t0))
+            # still serving afterwards, files too
+            check(get(s.port, "/api/info")[0] == 200 and get(s.port, "/a.css")[0] == 200,
+                  "after failures")
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+        dead.close()
+
+
 # ---------------------------------------------------------------------------
 
 def make_docroot():
