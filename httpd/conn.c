@@ -374,8 +374,16 @@ void http_conn_start(struct http_worker *w, struct http_conn *c)
 {
 	if (atomic_load(&http_stopping))
 		c->draining = true;
-	if (c->over_limit)
+	if (c->over_limit) {
 		refuse(w, c, 503);
+	} else if (http_cfg.nroutes) {
+		/* A proxied request adds the upstream's knotes during the turn; they
+		 * must join a held group, or another thread could get one of them
+		 * while this one still works on c.  A new connection's group is not
+		 * held (it has no member yet), so its first turn comes from kevent(). */
+		release(w, c, 1);
+		return;
+	}
 	release(w, c, drive(w, c));
 }
 

@@ -49,6 +49,7 @@ struct http_proxy_conn {
 	int ufd; /* -1 between connections */
 	enum body_framing framing;
 	bool broken;      /* the response's framing is wrong: the client connection ends */
+	int err;          /* errno of the last upstream failure, 0: EOF */
 	bool sent_client; /* response bytes went to the client: too late for 502/504 */
 	const struct http_proxy_route *rt;
 	bool reused;      /* ufd came from the pool */
@@ -395,7 +396,7 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 		return 0;
 	ssize_t n = recv(px->ufd, px->down + px->down_len, room, 0);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : (px->err = errno, -1);
 	px->last_up_ms = http_now_ms();
 	if (n == 0) { /* EOF: the end of a close-delimited body, else too early */
 		px->reusable = false;
@@ -436,7 +437,9 @@ static int to_upstream(struct http_conn *c)
 		return 0;
 	ssize_t n = send(px->ufd, px->up + px->up_off, px->up_len - px->up_off, MSG_NOSIGNAL);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN ? 0 : -1;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN
+		               ? 0
+		               : (px->err = errno, -1);
 	px->up_off += (size_t)n;
 	px->last_up_ms = http_now_ms();
 	return 1;
