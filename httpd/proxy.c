@@ -34,8 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PX_BUF   16384
-#define POOL_MAX 256
+#define PX_BUF      16384
+#define POOL_MAX    256
+#define PUMP_ROUNDS 64 /* a turn moves at most this many buffers: fairness */
 
 struct pool {
 	pthread_mutex_t lock;
@@ -532,7 +533,8 @@ static int finish(struct http_conn *c)
 int http_proxy_event(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	for (int round = 0; round < 64; round++) {
+	int round = 0;
+	for (; round < PUMP_ROUNDS; round++) {
 		int moved = 0, r;
 		if ((r = from_client(c)) < 0)
 			return -1;
@@ -557,7 +559,11 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 			break;
 	}
 	bool want_read = px->req_left > 0 && c->rlen < c->rcap;
-	http_conn_knotes(w, c, want_read, px->down_off < px->down_len);
+	/* Out of rounds while bytes still move: the upstream's EV_CLEAR knotes
+	 * will not fire again for bytes already there, so ask for another turn
+	 * through the client's level WRITE (writable, it fires at once). */
+	bool again = round == PUMP_ROUNDS;
+	http_conn_knotes(w, c, want_read, again || px->down_off < px->down_len);
 	return 1;
 }
 

@@ -23,6 +23,7 @@ failures = []
 
 class Server:
     def __init__(self, *args, root=None, limit_fds=None):
+        self.stderr = None
         self.root = root or DOCROOT
         cmd = [BIN, "-p", "0", "-r", self.root, "-t", "4"] + list(args)
         pre = None
@@ -42,6 +43,8 @@ class Server:
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.stderr is not None:
+            return self.p.returncode
         if self.p.poll() is None:
             self.p.send_signal(sig)
         try:
@@ -50,15 +53,23 @@ class Server:
             self.p.kill()
             raise AssertionError("server did not stop on signal %d" % sig)
         self.stderr = self.p.stderr.read()
+        # a sanitizer build reports there (and exits non-zero)
+        for bad in ("ThreadSanitizer", "AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in self.stderr:
+                raise AssertionError("server stderr:\n" + self.stderr[-3000:])
         return rc
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *a):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+    def __exit__(self, exc_type, *a):
+        if exc_type is None:
+            check(self.stop() == 0, "exit status %s" % self.p.returncode)
+        else:  # the test failed: show what the server said
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+            print("--- server stderr (tail):\n" + self.p.stderr.read()[-2000:], flush=True)
 
 
 def check(cond, what):
@@ -540,8 +551,15 @@ def test_proxy():
             check(data.startswith(b"HTTP/1.1 400"), data[:40])
             os.makedirs(os.path.join(DOCROOT, "files"), exist_ok=True)
             shutil.copy(os.path.join(DOCROOT, "big.bin"), os.path.join(DOCROOT, "files"))
+            t0 = time.time()
             r = curl("-o", "-", s.url("/files/big.bin"))
-            check(r.stdout == BIG, "proxied 1 MiB differs (%d bytes)" % len(r.stdout))
+            check(r.stdout == BIG, "proxied 1 MiB differs (%d bytes, curl %d, %.1f s)" %
+                  (len(r.stdout), r.returncode, time.time() - t0))
+            # more than one turn's worth (64 buffers): later turns must come
+            shutil.copy(os.path.join(DOCROOT, "huge.bin"), os.path.join(DOCROOT, "files"))
+            for _ in range(3):
+                r = curl("-o", "-", s.url("/files/huge.bin"))
+                check(r.stdout == BIG * 16, "proxied 16 MiB: %d bytes" % len(r.stdout))
             st, h, body = get(s.port, "/files/big.bin", {"Range": "bytes=5-9"})
             check(st == 206 and body == BIG[5:10], st)
             # chunked and close-delimited upstream responses
