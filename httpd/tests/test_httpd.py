@@ -465,6 +465,7 @@ import http.server
 import socketserver
 
 CHUNKS = [b"a" * 10, b"b" * 5000, b"c" * 1]
+BULK = bytes(range(256)) * (4 << 12)  # 4 MiB
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
@@ -505,6 +506,11 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"until close")
             self.close_connection = True
+        elif self.path == "/api/bulk":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BULK)))
+            self.end_headers()
+            self.wfile.write(BULK)
         elif self.path == "/api/slow":
             time.sleep(4)
         elif self.path.startswith("/api/info"):
@@ -562,6 +568,24 @@ def test_proxy():
                 check(r.stdout == BIG * 16, "proxied 16 MiB: %d bytes" % len(r.stdout))
             st, h, body = get(s.port, "/files/big.bin", {"Range": "bytes=5-9"})
             check(st == 206 and body == BIG[5:10], st)
+            # A response already waiting whole at the proxy when the client starts
+            # reading: more than one turn's worth must still all come through.
+            for _ in range(2):
+                c = socket.create_connection(("127.0.0.1", s.port))
+                c.sendall(b"GET /api/bulk HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.5)
+                c.settimeout(5)
+                data = b""
+                try:
+                    while len(data) < len(BULK) + 100:
+                        b = c.recv(1 << 20)
+                        if not b:
+                            break
+                        data += b
+                except socket.timeout:
+                    pass
+                c.close()
+                check(data.endswith(b"\r\n\r\n" + BULK), "bulk: %d bytes" % len(data))
             # chunked and close-delimited upstream responses
             st, h, body = get(s.port, "/api/chunked")
             check(st == 200 and body == b"".join(CHUNKS), (st, len(body)))
