@@ -258,5 +258,7 @@ int main(int argc, char **argv)
 		        gai_strerror(gerr));
 		return 2;
 	}
-	return http_serve(ai, http_cfg.addr);
+	int rc = http_serve(ai, http_cfg.addr);
+	freeaddrinfo(ai);
+	return rc;
 }
