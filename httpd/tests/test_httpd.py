@@ -453,6 +453,19 @@ def test_access_log_and_sighup():
         shutil.rmtree(d)
 
 
+def test_cli_errors():
+    def run(*args):
+        return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=10)
+    r = run("-h")
+    check(r.returncode == 0 and "--proxy PREFIX=HOST:PORT" in r.stdout, r)
+    for bad in (["--bogus"], ["-p", "70000"], ["-t", "0"], ["--proxy", "api=x"],
+                ["--log-format", "json"], ["--max-conns", "x"], ["extra"]):
+        r = run(*bad)
+        check(r.returncode == 2 and r.stderr, (bad, r.returncode, r.stderr))
+    r = run("-p", "0", "-r", "/nonexistent/dir")
+    check(r.returncode == 1 and "/nonexistent/dir" in r.stderr, r)
+
+
 def test_sigint_stops(s):
     check(get(s.port, "/a.css")[0] == 200, "serves")
     check(s.stop(signal.SIGINT) == 0, "exit status on SIGINT")
