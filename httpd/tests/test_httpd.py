@@ -453,6 +453,18 @@ def test_access_log_and_sighup():
         shutil.rmtree(d)
 
 
+def test_reuseport():
+    with Server("--reuseport", "-t", "3") as s:
+        listening = 0
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].split(":")[1], 16) == s.port:
+                listening += 1
+        check(listening == 3, "listening sockets: %d" % listening)
+        res = asyncio.run(many_clients(s.port, 200))
+        check(res["ok"] == 200 and res["bad"] == 0, res)
+
+
 def test_cli_errors():
     def run(*args):
         return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=10)
