@@ -271,11 +271,13 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
 			continue;
 		}
-		/* A socket's READ and WRITE joined together: one lock, one sync. */
-		bool pair = i + 1 < n && m[i + 1]->kn_isfd && m[i + 1]->kn_u.fe == m[i]->kn_u.fe;
-		kq__fd_group_released(kq, m[i]->kn_u.fe, g, gen, m[i], pend[i],
-		                      pair ? m[i + 1] : NULL, pair && pend[i + 1]);
-		i += pair;
+		/* An fd's knotes that joined together: one lock, one sync. */
+		uint32_t run = 1;
+		while (i + run < n && run < FE_NKN && m[i + run]->kn_isfd &&
+		       m[i + run]->kn_u.fd.fe == m[i]->kn_u.fd.fe)
+			run++;
+		kq__fd_group_released(kq, m[i]->kn_u.fd.fe, g, gen, &m[i], &pend[i], (int)run);
+		i += run - 1;
 	}
 	if (m != stackbuf) {
 		free(m);

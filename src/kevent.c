@@ -187,7 +187,7 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 	int err = check_flags(kev->flags);
 	if (err)
 		return err;
-	if (kev->filter == EVFILT_READ || kev->filter == EVFILT_WRITE)
+	if (kq__fd_slot(kev->filter) >= 0)
 		return kq__fd_change(kq, kev);
 	const struct filterops *fop = ops_of(kev->filter);
 	return fop ? kq__generic_change(kq, kev, fop) : -EINVAL;
@@ -247,6 +247,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);
 			kq__file_retry(kq);
+			kq__drain_retry(kq);
 			break;
 		case KQ_TAG_SIGNAL:
 			kq__signal_read(kq);

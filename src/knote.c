@@ -234,7 +234,7 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
  */
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto)
 {
-	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fe->fe_fd : kn->kn_ident;
+	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fd.fe->fe_fd : kn->kn_ident;
 	for (; from < upto; from++)
 		if (from->ident == ident && from->filter == kn->kn_filter)
 			return true;

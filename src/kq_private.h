@@ -6,6 +6,8 @@
 #ifndef BATON_KQ_PRIVATE_H
 #define BATON_KQ_PRIVATE_H
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -15,6 +17,17 @@
 struct kq;
 struct knote;
 struct kq_fdent;
+
+/*
+ * Debug builds check that a function that requires a lock runs with it held
+ * (by some thread: a try-lock cannot tell which, but catches a caller that
+ * forgot it).  Release builds (NDEBUG) pay nothing.
+ */
+#ifndef NDEBUG
+#define KQ_ASSERT_LOCKED(m) assert(pthread_mutex_trylock(m) == EBUSY)
+#else
+#define KQ_ASSERT_LOCKED(m) ((void)0)
+#endif
 
 /* kn_status bits */
 #define KN_ATTACHED 0x01 /* registered; cleared when removed */
@@ -83,15 +96,26 @@ struct knote {
 		struct {
 			uint32_t triggered;
 		} user;
-		struct kq_fdent *fe; /* fd knotes: their table entry */
+		struct {
+			struct kq_fdent *fe; /* constant: the table entry it lives in */
+			uint32_t revents;    /* fe_lock: the report f_event looks at */
+		} fd;
 	} kn_u;
 };
 
 /*
  * The contract between kevent() and a filter.  Every hook runs with the
- * knote's lock held (see struct knote).  Errors are 0 / -errno.
+ * knote's lock held (see struct knote).  Errors are 0 / -errno.  An fd
+ * filter (f_events != 0) has its knotes in the fd's table entry, under
+ * fe_lock: f_attach checks the kind of file, f_event reads the report in
+ * kn_u.fd.revents (fresh from epoll or poll()).
  */
 struct filterops {
+	short f_filter; /* EVFILT_* */
+	/* fd filters: the epoll events the knote waits for; 0: not an fd filter */
+	uint32_t f_events;
+	/* fd filters: the knote needs an edge registration whatever its flags */
+	bool f_edge;
 	/* Checks a change's fflags/data before anything is touched. */
 	int (*f_validate)(const struct kevent *kev);
 	/* A new knote: set up its source (timer, signal mask...). */
@@ -115,9 +139,27 @@ struct filterops {
 extern const struct filterops kq__user_ops;
 extern const struct filterops kq__timer_ops;
 extern const struct filterops kq__signal_ops;
+extern const struct filterops kq__read_ops;
+extern const struct filterops kq__write_ops;
+extern const struct filterops kq__empty_ops;
 
-/* An fd's registrations: at most one READ and one WRITE knote. */
-enum { FE_READ = 0, FE_WRITE = 1, FE_NKN = 2 };
+/* An fd's knotes: one per fd filter, in this order (kq__fd_ops[]). */
+enum { FE_READ = 0, FE_WRITE = 1, FE_EMPTY = 2, FE_NKN = 3 };
+extern const struct filterops *const kq__fd_ops[FE_NKN];
+/* The slot of an fd filter in an fd entry, -1 if filter is not one. */
+static inline int kq__fd_slot(short filter)
+{
+	switch (filter) {
+	case EVFILT_READ:
+		return FE_READ;
+	case EVFILT_WRITE:
+		return FE_WRITE;
+	case EVFILT_EMPTY:
+		return FE_EMPTY;
+	default:
+		return -1;
+	}
+}
 
 enum kq_ftype {
 	FT_UNKNOWN = 0,
@@ -150,7 +192,10 @@ struct kq_fdent {
 	atomic_uint fe_closegen;
 	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
 	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
-	uint8_t fe_wfirst; /* fe_lock; 1: WRITE goes first in the next report (it did not fit) */
+	uint8_t fe_first;  /* fe_lock; the slot that goes first in the next report (it did not fit) */
+	bool fe_tcp;       /* fe_lock; a TCP socket: its send queue drains without a wake-up */
+	bool fe_draining;  /* fe_lock; on kq_drains, waiting for its send queue to drain */
+	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
 	struct knote fe_kn[FE_NKN];
 };
 
@@ -195,6 +240,11 @@ struct kq {
 	uint32_t kq_nwatches, kq_watchcap;
 	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
 
+	/* kq_lock: fds whose EMPTY knote waits for a TCP send queue (drain.c) */
+	int *kq_drains;
+	uint32_t kq_ndrains, kq_draincap;
+	int64_t kq_drain_at; /* when the timerfd looks at them, 0: not armed for them */
+
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
 	uint32_t kq_signals[65]; /* registrations per signal */
@@ -230,7 +280,7 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg);
 void kq__timer_fork(struct kq *kq);
 int kq__signal_fork(struct kq *kq);
 void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *a, bool pend_a, struct knote *b, bool pend_b);
+                           struct knote *const *kn, const bool *pend, int n);
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
                                 bool pend);
 
@@ -293,7 +343,7 @@ struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd); /* NULL if never used */
 struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
 void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
 
-/* filt_fd.c: EVFILT_READ / EVFILT_WRITE */
+/* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
 int kq__fd_change(struct kq *kq, const struct kevent *kev);
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
@@ -312,6 +362,13 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
 void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
+void kq__timerfd_soon(struct kq *kq, int64_t deadline); /* kq_lock held */
+
+/* drain.c: EVFILT_EMPTY on TCP sockets, looked at again from the timerfd */
+void kq__drain_wait(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
+void kq__drain_retry(struct kq *kq);                     /* the timerfd fired */
+void kq__drain_free(struct kq *kq);
+void kq__fd_drain_check(struct kq *kq, int fd);
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);

@@ -300,6 +300,7 @@ static void kq_release(struct kq *kq)
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
+	kq__drain_free(kq);
 	kq__knote_free_all(kq);
 	kq__fdt_destroy(kq);
 	free(kq->kq_hash);
