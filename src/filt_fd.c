@@ -337,6 +337,21 @@ static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote
 	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) && !fe_level(fe)) {
 		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
 	}
+	const struct filterops *fop = kn_ops(kn);
+	if (__builtin_expect(fop->f_clear != NULL, 0) && (kn->kn_flags & EV_CLEAR) &&
+	    (kn->kn_status & KN_ATTACHED))
+		fop->f_clear(kq, kn);
+}
+
+/*
+ * Is kn served from the ready queue, re-checked with poll() there, rather
+ * than by epoll reports?  Files epoll cannot watch, and EMPTY on TCP, whose
+ * queue drains without a report (drain.c).
+ */
+static inline bool kn_polled(const struct knote *kn)
+{
+	const struct kq_fdent *fe = kn->kn_u.fd.fe;
+	return fe->fe_type == FT_REGULAR || (fe->fe_tcp && kn_slot(kn) == FE_EMPTY);
 }
 
 /*
@@ -370,7 +385,9 @@ static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **f
 	*fep = fe;
 	if (fe)
 		return 0;
-	return kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF : (kev->flags & EV_ADD) ? -ENOMEM : -ENOENT;
+	return kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF
+	       : (kev->flags & EV_ADD)           ? -ENOMEM
+	                                         : -ENOENT;
 }
 
 /*
@@ -415,7 +432,7 @@ static int fd_add(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 		if ((err = kq__group_set(kq, kn, kev, true)))
 			return err;
 		kq__knote_set(kn, kev, false);
-		return 0;
+		return kn_ops(kn)->f_touch ? kn_ops(kn)->f_touch(kq, kn, kev) : 0;
 	}
 	kn->kn_status = KN_ATTACHED;
 	kq__knote_set(kn, kev, true);
@@ -458,7 +475,7 @@ static bool fd_actions(struct kq *kq, struct kq_fdent *fe, struct knote *kn,
 	 * at once), an enabled level knote, or an enabled EV_CLEAR knote
 	 * that saw an edge while disabled.
 	 */
-	bool recheck = (kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR;
+	bool recheck = (kn->kn_status & KN_FORCED) || kn_polled(kn);
 	if (exists && fe_edge(fe)) {
 		recheck |= (kev->flags & EV_ADD) != 0;
 		recheck |= was_disabled &&
@@ -558,8 +575,7 @@ static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 	 */
 	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
 	               (fe->fe_regmask & kn_interest(kn));
-	bool replay = fe->fe_type == FT_REGULAR ||
-	              (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
+	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
 	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
 	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
@@ -582,15 +598,16 @@ struct fd_sink {
 	int room, n;
 	bool resync; /* a knote was parked: the registration must follow */
 	bool turned; /* a leftover took the fd's next first turn */
+	int ndone;   /* knotes delivered, finished after the report (fd_finish) */
+	struct knote *done[FE_NKN];
 };
 
 /*
  * The knote in slot k of an fd report (fe_lock held): delivered into the
  * sink, queued, or left to the kernel.
  */
-static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struct kq_fdent *fe,
-                                                            int k, uint32_t revents,
-                                                            struct fd_sink *s)
+static inline __attribute__((always_inline)) void
+fd_report(struct kq *kq, struct kq_fdent *fe, int k, uint32_t revents, struct fd_sink *s)
 {
 	struct knote *kn = &fe->fe_kn[k];
 	if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
@@ -633,7 +650,18 @@ static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struc
 		return;
 	}
 	s->n++;
-	fd_delivered(kq, fe, kn);
+	s->done[s->ndone++] = kn;
+}
+
+/*
+ * The knotes a report delivered, after its leftovers were queued: a level
+ * knote requeued here goes behind them, as FreeBSD's goes to the tail of
+ * its queue, so with room for one event the fd's knotes take turns.
+ */
+static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink *s)
+{
+	for (int i = 0; i < s->ndone; i++)
+		fd_delivered(kq, fe, s->done[i]);
 }
 
 static inline uint64_t fe_status(const struct kq_fdent *fe)
@@ -654,7 +682,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return 0;
-	struct fd_sink s = {out, room, 0, false, false};
+	struct fd_sink s = {.out = out, .room = room};
 	fe_enter(kq, fe);
 	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
@@ -675,6 +703,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 		for (int i = 0; i < FE_NKN; i++)
 			fd_report(kq, fe, (first + i) % FE_NKN, revents, &s);
 	}
+	fd_finish(kq, fe, &s);
 	if (s.resync || before != fe_status(fe))
 		fe_sync(kq, fe);
 out:
@@ -708,7 +737,8 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (fe->fe_type == FT_REGULAR && kn_slot(kn) == FE_READ &&
 	    !(kn->kn_sfflags & NOTE_FILE_POLL))
 		kq__file_watch(kq, fe);
-	if (fd_event(kq, kn, (uint32_t)pfd.revents, out) && (!kn_serial(kn) || kq__group_take(kn))) {
+	if (fd_event(kq, kn, (uint32_t)pfd.revents, out) &&
+	    (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
 		fd_delivered(kq, fe, kn);
 	}

@@ -45,7 +45,17 @@ static int empty_attach(struct kq *kq, struct knote *kn)
 {
 	(void)kq;
 	uint8_t t = kn->kn_u.fd.fe->fe_type;
+	kn->kn_u.fd.mark = 0; /* never delivered */
 	return t == FT_STREAM || t == FT_LISTEN || t == FT_DGRAM ? 0 : -EINVAL;
+}
+
+/* EV_ADD again: looked at afresh, as a new knote (FreeBSD's f_event on add). */
+static int empty_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
+{
+	(void)kq;
+	(void)kev;
+	kn->kn_u.fd.mark = 0;
+	return 0;
 }
 
 static void read_detach(struct kq *kq, struct knote *kn)
@@ -216,6 +226,18 @@ static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	return ready;
 }
 
+/* TCP: bytes acknowledged so far, + 1 so that 0 means "never delivered". */
+static uint32_t tcp_acked_mark(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return 1;
+	uint32_t m = (uint32_t)ti.tcpi_bytes_acked + 1;
+	return m ? m : 1;
+}
+
 /*
  * EMPTY: FreeBSD's filt_soempty is true when the send buffer holds nothing
  * (data: the bytes in it, so 0 when it fires) and always on a listening
@@ -223,6 +245,12 @@ static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
  * holds (TCP: not yet acknowledged; AF_UNIX: not yet read by the peer).  A
  * connection that is gone (hang-up, error) drains no more: FreeBSD drops
  * its send buffer then, and so it counts as empty here.
+ *
+ * TCP drains without a wake-up (drain.c looks again after a round trip),
+ * and an EV_CLEAR knote there has no edge to go by: as FreeBSD's, which
+ * fires when an acknowledgement empties the buffer, it fires when bytes
+ * were acknowledged since its last delivery (kn_u.fd.mark, set by
+ * empty_clear from kn_data) and the queue is empty.
  */
 static bool empty_event(struct kq *kq, struct knote *kn, struct kevent *out)
 {
@@ -233,6 +261,11 @@ static bool empty_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (ioctl(fe->fe_fd, SIOCOUTQ, &n) < 0)
 		n = 0;
 	out->data = n;
+	if (n == 0 && fe->fe_tcp && (kn->kn_flags & EV_CLEAR)) {
+		kn->kn_data = tcp_acked_mark(fe->fe_fd);
+		if (kn->kn_data == kn->kn_u.fd.mark)
+			n = -1; /* nothing new acknowledged: not an event */
+	}
 	if (n == 0) {
 		fe->fe_drain_tries = 0;
 		return true;
@@ -240,6 +273,16 @@ static bool empty_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (fe->fe_tcp)
 		kq__drain_wait(kq, fe); /* no wake-up comes when ACKs drain it */
 	return false;
+}
+
+/* Delivered with EV_CLEAR: remember what was acknowledged, and on TCP keep
+ * looking for the next drain (nothing wakes us when the program writes). */
+static void empty_clear(struct kq *kq, struct knote *kn)
+{
+	struct kq_fdent *fe = kn->kn_u.fd.fe;
+	kn->kn_u.fd.mark = (uint32_t)kn->kn_data;
+	if (fe->fe_tcp && !(kn->kn_status & KN_DISABLED))
+		kq__drain_wait(kq, fe);
 }
 
 const struct filterops kq__read_ops = {
@@ -269,7 +312,9 @@ const struct filterops kq__empty_ops = {
         .f_validate = empty_validate,
         .f_attach = empty_attach,
         .f_detach = nop_detach,
+        .f_touch = empty_touch,
         .f_event = empty_event,
+        .f_clear = empty_clear,
 };
 
 const struct filterops *const kq__fd_ops[FE_NKN] = {&kq__read_ops, &kq__write_ops, &kq__empty_ops};

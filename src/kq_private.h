@@ -99,6 +99,7 @@ struct knote {
 		struct {
 			struct kq_fdent *fe; /* constant: the table entry it lives in */
 			uint32_t revents;    /* fe_lock: the report f_event looks at */
+			uint32_t mark; /* fe_lock: the filter's own (EMPTY: see filt_fdops.c) */
 		} fd;
 	} kn_u;
 };
@@ -192,9 +193,9 @@ struct kq_fdent {
 	atomic_uint fe_closegen;
 	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
 	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
-	uint8_t fe_first;  /* fe_lock; the slot that goes first in the next report (it did not fit) */
-	bool fe_tcp;       /* fe_lock; a TCP socket: its send queue drains without a wake-up */
-	bool fe_draining;  /* fe_lock; on kq_drains, waiting for its send queue to drain */
+	uint8_t fe_first; /* fe_lock; the slot that goes first in the next report (it did not fit) */
+	bool fe_tcp;      /* fe_lock; a TCP socket: its send queue drains without a wake-up */
+	bool fe_draining;       /* fe_lock; on kq_drains, waiting for its send queue to drain */
 	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
 	struct knote fe_kn[FE_NKN];
 };
