@@ -764,6 +764,7 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 {
 	(void)arg;
 	pthread_mutex_init(&fe->fe_lock, NULL);
+	pthread_mutex_lock(&fe->fe_lock); /* for the functions that check it */
 	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = fe->fe_draining = false;
 	fe->fe_regmask = 0;
 	for (int k = 0; k < FE_NKN; k++) {
@@ -773,6 +774,7 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 			fd_recheck(kq, &fe->fe_kn[k]);
 	}
 	fe_sync(kq, fe);
+	pthread_mutex_unlock(&fe->fe_lock);
 }
 
 /* A watched regular file changed: look at its READ knote again. */

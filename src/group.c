@@ -40,6 +40,7 @@ static uint32_t ghash(uint64_t id)
 /* kq_glock held */
 static struct kq_group *gfind(struct kq *kq, uint64_t id)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
 	if (!kq->kq_ghash)
 		return NULL;
 	struct kq_group *g = kq->kq_ghash[ghash(id) & kq->kq_ghmask];
@@ -51,6 +52,7 @@ static struct kq_group *gfind(struct kq *kq, uint64_t id)
 /* kq_glock held */
 static int ghash_insert(struct kq *kq, struct kq_group *g)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
 	if (!kq->kq_ghash || kq->kq_ghcount >= kq->kq_ghmask + 1) {
 		uint32_t n = kq->kq_ghash ? (kq->kq_ghmask + 1) * 2 : 64;
 		struct kq_group **h = calloc(n, sizeof(*h));
@@ -77,6 +79,7 @@ static int ghash_insert(struct kq *kq, struct kq_group *g)
 /* kq_glock held */
 static void ghash_remove(struct kq *kq, struct kq_group *g)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
 	struct kq_group **pp = &kq->kq_ghash[ghash(g->g_id) & kq->kq_ghmask];
 	while (*pp && *pp != g)
 		pp = &(*pp)->g_hnext;
@@ -89,6 +92,7 @@ static void ghash_remove(struct kq *kq, struct kq_group *g)
 /* kq_glock held */
 static struct kq_group *galloc(struct kq *kq, uint64_t id)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
 	if (!kq->kq_gfree) {
 		void **slabs = realloc(kq->kq_gslabs, (kq->kq_ngslabs + 1) * sizeof(*slabs));
 		if (!slabs)

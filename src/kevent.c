@@ -40,6 +40,7 @@ static int check_flags(unsigned flags)
 /* Removes a non-fd knote for good (kq_lock held). */
 static void generic_drop(struct kq *kq, struct knote *kn, const struct filterops *fop)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	kq__group_leave(kq, kn);
 	kq__dequeue(kq, kn);
 	fop->f_detach(kq, kn);
@@ -153,6 +154,7 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
  */
 int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	const struct filterops *fop = ops_of(kn->kn_filter);
 	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
 		return 0;

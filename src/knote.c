@@ -12,6 +12,7 @@
 
 void kq__enqueue(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (kn->kn_queued)
 		return;
 	kn->kn_queued = true;
@@ -35,6 +36,7 @@ void kq__enqueue(struct kq *kq, struct knote *kn)
 
 void kq__dequeue(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (!kn->kn_queued)
 		return;
 	kn->kn_queued = false;
@@ -56,6 +58,7 @@ void kq__dequeue(struct kq *kq, struct knote *kn)
  */
 void kq__activate(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	kn->kn_status |= KN_ACTIVE;
 	if (kn->kn_status & KN_DISABLED)
 		return;
@@ -73,6 +76,7 @@ static uint32_t hash_ident(short filter, uintptr_t ident)
 
 struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (!kq->kq_hash)
 		return NULL;
 	struct knote *kn = kq->kq_hash[hash_ident(filter, ident) & kq->kq_hmask];
@@ -104,6 +108,7 @@ static int hash_grow(struct kq *kq)
 
 int kq__hash_insert(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (!kq->kq_hash || kq->kq_hcount >= kq->kq_hmask + 1) {
 		int err = hash_grow(kq);
 		if (err)
@@ -118,6 +123,7 @@ int kq__hash_insert(struct kq *kq, struct knote *kn)
 
 void kq__hash_remove(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	struct knote **pp = &kq->kq_hash[hash_ident(kn->kn_filter, kn->kn_ident) & kq->kq_hmask];
 	while (*pp && *pp != kn)
 		pp = &(*pp)->kn_hnext;
@@ -132,6 +138,7 @@ void kq__hash_remove(struct kq *kq, struct knote *kn)
 
 struct knote *kq__knote_alloc(struct kq *kq)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (!kq->kq_free) {
 		void **slabs = realloc(kq->kq_slabs, (kq->kq_nslabs + 1) * sizeof(*slabs));
 		if (!slabs)
@@ -154,6 +161,7 @@ struct knote *kq__knote_alloc(struct kq *kq)
 
 void kq__knote_free(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	free(kn->kn_aux);
 	kn->kn_aux = NULL;
 	kn->kn_status = 0;

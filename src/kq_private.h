@@ -32,7 +32,7 @@ struct kq_fdent;
 /* kn_status bits */
 #define KN_ATTACHED 0x01 /* registered; cleared when removed */
 #define KN_DISABLED 0x02 /* EV_DISABLE, or EV_DISPATCH after delivery */
-#define KN_ACTIVE   0x04 /* on the ready queue (kq_ready), or pending while disabled */
+#define KN_ACTIVE   0x04 /* on the ready queue (kq_head), or pending while disabled */
 #define KN_FORCED   0x08 /* EV_FORCEONESHOT: deliver once more whatever the condition */
 #define KN_PENDING  0x10 /* fd knote: an edge came while it was disabled */
 
@@ -77,13 +77,13 @@ struct knote {
 	void *kn_udata;
 	int64_t kn_sdata;                /* data given by the last change (period, lowat...) */
 	struct kn_aux *kn_aux;           /* ext[] and group membership, NULL while unused */
-	struct knote *kn_next, *kn_prev; /* kq_ready links (kq_lock) */
+	struct knote *kn_next, *kn_prev; /* ready queue links (kq_lock) */
 	struct knote *kn_hnext;          /* ident hash chain (kq_lock) */
 	short kn_filter;
 	unsigned short kn_flags; /* KN_KEPT_FLAGS subset */
 	uint32_t kn_sfflags;     /* fflags given by the last change */
 	uint16_t kn_status;
-	bool kn_queued;        /* on kq_ready (kq_lock) */
+	bool kn_queued;        /* on the ready queue (kq_lock) */
 	bool kn_isfd;          /* constant: embedded in a kq_fdent */
 	uint32_t kn_heapidx;   /* timers: index in kq_timers, UINT32_MAX if none */
 	atomic_ullong kn_seen; /* knote's lock: token of the call that last delivered it */
@@ -289,7 +289,7 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
 struct kq *kq__get(int fd); /* takes a reference, NULL: EBADF */
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
-void kq__wake(struct kq *kq);                        /* a waiter should look at kq_ready (noted) */
+void kq__wake(struct kq *kq); /* a waiter should look at the ready queue (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
 extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
 extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
@@ -385,7 +385,7 @@ int64_t kq__now_ns(void);
 #define KQ_TAG_TIMER   2ULL
 #define KQ_TAG_SIGNAL  3ULL
 #define KQ_TAG_INOTIFY 4ULL
-#define KQ_GEN_MASK    0x1fffffffu /* bits of fe_gen in the epoll data */
+#define KQ_GEN_MASK    0x1fffffffu /* the 29 bits of fe_gen in the epoll data (32..60) */
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
