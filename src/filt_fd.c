@@ -421,69 +421,24 @@ static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev
 }
 
 /*
- * EV_ADD (fe_lock held): a new knote is attached by its filter and joins
- * its group; an existing one takes the change's fflags and data (and moves
- * group first: EBUSY leaves it as it was).
+ * Must the knote be re-checked through the ready queue after the change
+ * (fe_lock held; was: its status before)?  Forced knotes, polled ones, and
+ * on an edge registration (which the change does not modify) a re-added
+ * knote (a new NOTE_LOWAT is looked at at once), an enabled level knote,
+ * or an enabled EV_CLEAR knote that saw an edge while disabled.
  */
-static int fd_add(struct kq *kq, struct knote *kn, const struct kevent *kev, bool exists)
+static bool fd_recheck_due(const struct kq_fdent *fe, struct knote *kn, const struct kevent *kev,
+                           bool exists, uint16_t was)
 {
-	int err;
-	if (exists) {
-		if ((err = kq__group_set(kq, kn, kev, true)))
-			return err;
-		kq__knote_set(kn, kev, false);
-		return kn_ops(kn)->f_touch ? kn_ops(kn)->f_touch(kq, kn, kev) : 0;
-	}
-	kn->kn_status = KN_ATTACHED;
-	kq__knote_set(kn, kev, true);
-	if ((err = kn_ops(kn)->f_attach(kq, kn)) || (err = kq__group_set(kq, kn, kev, true)))
-		fd_detach(kq, kn);
-	return err;
-}
-
-/*
- * The actions of a change on an attached knote (fe_lock held), as FreeBSD's
- * kqueue_register: udata, EV_FORCEONESHOT, EV_DISABLE / EV_ENABLE.  Returns
- * whether the knote must be re-checked through the ready queue.
- */
-static bool fd_actions(struct kq *kq, struct kq_fdent *fe, struct knote *kn,
-                       const struct kevent *kev, bool exists)
-{
-	/* Every change but EV_DELETE carries udata, EV_ENABLE included. */
-	if (exists && !(kev->flags & EV_KEEPUDATA))
-		kn->kn_udata = kev->udata;
-	if (kev->flags & EV_FORCEONESHOT) {
-		kn->kn_flags |= EV_ONESHOT;
-		kn->kn_status |= KN_FORCED;
-	}
-	bool was_disabled = kn->kn_status & KN_DISABLED;
-	if (kev->flags & EV_DISABLE) {
-		kn->kn_status |= KN_DISABLED;
-		if (kn->kn_status & KN_ACTIVE) {
-			pthread_mutex_lock(&kq->kq_lock);
-			kq__dequeue(kq, kn);
-			pthread_mutex_unlock(&kq->kq_lock);
-			kn->kn_status &= ~KN_ACTIVE;
-		}
-	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
-		kn->kn_status &= ~KN_DISABLED;
-	}
-	/*
-	 * Served from the ready queue, re-checked there: forced knotes,
-	 * unpollable files, and on an edge registration (which the change
-	 * does not modify) a re-added knote (a new NOTE_LOWAT is looked at
-	 * at once), an enabled level knote, or an enabled EV_CLEAR knote
-	 * that saw an edge while disabled.
-	 */
 	bool recheck = (kn->kn_status & KN_FORCED) || kn_polled(kn);
 	if (exists && fe_edge(fe)) {
 		recheck |= (kev->flags & EV_ADD) != 0;
-		recheck |= was_disabled &&
+		recheck |= (was & KN_DISABLED) &&
 		           (!(kn->kn_flags & EV_CLEAR) || (kn->kn_status & KN_PENDING));
 	}
 	if (!(kn->kn_status & KN_DISABLED))
 		kn->kn_status &= ~KN_PENDING;
-	return recheck;
+	return recheck && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE));
 }
 
 /*
@@ -542,13 +497,13 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	if (kev->flags & EV_DELETE) {
 		fd_detach(kq, kn);
 	} else {
-		if ((kev->flags & EV_ADD) && (err = fd_add(kq, kn, kev, exists)))
+		err = kq__knote_change(kq, kn, kev, kq__fd_ops[slot], exists, &release, &rgen);
+		if (err) {
+			if (!exists)
+				fd_detach(kq, kn); /* nothing half-applied */
 			goto out;
-		/* EV_ENABLE of a serial member releases its group, after our lock. */
-		if ((kev->flags & EV_ENABLE) && kn_serial(kn))
-			release = kq__group_of(kn, &rgen);
-		if (fd_actions(kq, fe, kn, kev, exists) &&
-		    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+		}
+		if (fd_recheck_due(fe, kn, kev, exists, status0))
 			fd_queue(kq, kn);
 	}
 	err = fd_commit(kq, fe, kn, kev, exists,

@@ -53,8 +53,8 @@ static int empty_attach(struct kq *kq, struct knote *kn)
 static int empty_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
 {
 	(void)kq;
-	(void)kev;
-	kn->kn_u.fd.mark = 0;
+	if (kev->flags & EV_ADD)
+		kn->kn_u.fd.mark = 0;
 	return 0;
 }
 

@@ -315,6 +315,9 @@ void kq__hash_remove(struct kq *kq, struct knote *kn);
 struct knote *kq__knote_alloc(struct kq *kq);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
+int kq__knote_change(struct kq *kq, struct knote *kn, const struct kevent *kev,
+                     const struct filterops *fop, bool exists, struct kq_group **release,
+                     uint32_t *rgen); /* the knote's own lock held */
 void kq__knote_copyout(const struct knote *kn, struct kevent *out);
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto);
 
