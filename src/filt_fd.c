@@ -326,8 +326,10 @@ static void fd_queue(struct kq *kq, struct knote *kn)
  * back to the kernel even when it came off the ready queue: kept queued it
  * would turn every report of its fd into a wake-up with nothing to take.
  */
-static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
+static inline bool fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn,
+                                struct knote **requeue)
 {
+	uint16_t st = kn->kn_status;
 	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
 		fd_detach(kq, kn);
@@ -335,12 +337,16 @@ static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote
 		if (!KQ_BROKEN(KQ_BREAK_I1)) /* broken: stays armed for others */
 			kn->kn_status |= KN_DISABLED;
 	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) && !fe_level(fe)) {
-		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
+		/* a serial knote's group release re-arms it */
+		if (requeue)
+			*requeue = kn; /* after the report's leftovers */
+		else
+			fd_queue(kq, kn);
 	}
-	const struct filterops *fop = kn_ops(kn);
-	if (__builtin_expect(fop->f_clear != NULL, 0) && (kn->kn_flags & EV_CLEAR) &&
-	    (kn->kn_status & KN_ATTACHED))
-		fop->f_clear(kq, kn);
+	if (__builtin_expect((kn->kn_flags & EV_CLEAR) && (kn->kn_status & KN_ATTACHED), 0) &&
+	    kn_ops(kn)->f_clear)
+		kn_ops(kn)->f_clear(kq, kn);
+	return kn->kn_status != st;
 }
 
 /*
@@ -359,11 +365,12 @@ static inline bool kn_polled(const struct knote *kn)
  * poll()), its event in *out: as kq__deliver_locked() for the other filters,
  * a forced knote is due whatever its condition.
  */
-static inline bool fd_event(struct kq *kq, struct knote *kn, uint32_t revents, struct kevent *out)
+static inline bool fd_event(struct kq *kq, const struct filterops *fop, struct knote *kn,
+                            uint32_t revents, struct kevent *out)
 {
 	kq__knote_copyout(kn, out);
 	kn->kn_u.fd.revents = revents;
-	return kn_ops(kn)->f_event(kq, kn, out) || (kn->kn_status & KN_FORCED);
+	return fop->f_event(kq, kn, out) || (kn->kn_status & KN_FORCED);
 }
 
 /*
@@ -551,10 +558,9 @@ void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 struct fd_sink {
 	struct kevent *out;
 	int room, n;
-	bool resync; /* a knote was parked: the registration must follow */
-	bool turned; /* a leftover took the fd's next first turn */
-	int ndone;   /* knotes delivered, finished after the report (fd_finish) */
-	struct knote *done[FE_NKN];
+	bool resync;      /* a knote's state changed: the registration must follow */
+	bool turned;      /* a leftover took the fd's next first turn */
+	unsigned requeue; /* slots of level knotes delivered, requeued after the leftovers */
 };
 
 /*
@@ -565,13 +571,13 @@ static inline __attribute__((always_inline)) void
 fd_report(struct kq *kq, struct kq_fdent *fe, int k, uint32_t revents, struct fd_sink *s)
 {
 	struct knote *kn = &fe->fe_kn[k];
-	if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
+	if ((kn->kn_status & (KN_ATTACHED | KN_ACTIVE)) != KN_ATTACHED)
 		return;
 	if (!(revents & (kq__fd_ops[k]->f_events | EPOLLHUP | EPOLLERR)))
 		return;
 	if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) && !KQ_BROKEN(KQ_BREAK_I1)) {
 		if (fe_edge(fe))
-			kn->kn_status |= KN_PENDING;
+			kn->kn_status |= KN_PENDING; /* no bearing on the registration */
 		return;
 	}
 	/*
@@ -590,41 +596,41 @@ fd_report(struct kq *kq, struct kq_fdent *fe, int k, uint32_t revents, struct fd
 		 * fd a wake-up with nothing to take.  Only reports taken
 		 * behind the queue (room 0) join it there, for FIFO order (I5).
 		 */
-		if (s->room == 0 || !fe_level(fe))
+		if (s->room == 0 || !fe_level(fe)) {
 			fd_queue(kq, kn);
-		else if (s->n == s->room && !s->turned) {
+			s->resync = true;
+		} else if (s->n == s->room && !s->turned) {
 			fe->fe_first = (uint8_t)k; /* its turn next */
 			s->turned = true;
 		}
 		return;
 	}
-	if (!fd_event(kq, kn, revents, &s->out[s->n]))
+	if (!fd_event(kq, kq__fd_ops[k], kn, revents, &s->out[s->n]))
 		return;
 	if (kn_serial(kn) && !kq__group_take(kn)) {
 		s->resync = true; /* parked: its group is held elsewhere */
 		return;
 	}
 	s->n++;
-	s->done[s->ndone++] = kn;
+	struct knote *later = NULL;
+	s->resync |= fd_delivered(kq, fe, kn, &later);
+	if (later)
+		s->requeue |= 1u << k;
 }
 
 /*
- * The knotes a report delivered, after its leftovers were queued: a level
- * knote requeued here goes behind them, as FreeBSD's goes to the tail of
- * its queue, so with room for one event the fd's knotes take turns.
+ * Level knotes a report delivered on an edge registration go back on the
+ * queue after its leftovers, as FreeBSD's go to the tail of theirs: with
+ * room for one event the fd's knotes take turns.
  */
 static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink *s)
 {
-	for (int i = 0; i < s->ndone; i++)
-		fd_delivered(kq, fe, s->done[i]);
-}
-
-static inline uint64_t fe_status(const struct kq_fdent *fe)
-{
-	uint64_t st = 0;
+	if (__builtin_expect(!s->requeue, 1))
+		return;
 	for (int k = 0; k < FE_NKN; k++)
-		st |= (uint64_t)fe->fe_kn[k].kn_status << (16 * k);
-	return st;
+		if (s->requeue & (1u << k))
+			fd_queue(kq, &fe->fe_kn[k]);
+	s->resync = true;
 }
 
 /*
@@ -637,21 +643,27 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return 0;
-	struct fd_sink s = {.out = out, .room = room};
+	struct fd_sink s;
+	s.out = out;
+	s.room = room;
+	s.n = 0;
+	s.requeue = 0;
+	s.resync = s.turned = false;
 	fe_enter(kq, fe);
 	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
 	/* Only a fired oneshot or a knote whose state changed needs epoll_ctl. */
-	uint64_t before = fe_status(fe);
 	if (fe->fe_regmask & EPOLLONESHOT) {
 		fe->fe_armed = false;
 		s.resync = true;
 	}
 	/* A knote that did not fit goes first in the fd's next report: with
 	 * room for one event no knote of the fd starves the others (I3). */
+	_Static_assert(FE_NKN == 3, "one fd_report per slot below");
 	if (__builtin_expect(fe->fe_first == 0, 1)) {
-		for (int k = 0; k < FE_NKN; k++)
-			fd_report(kq, fe, k, revents, &s);
+		fd_report(kq, fe, FE_READ, revents, &s);
+		fd_report(kq, fe, FE_WRITE, revents, &s);
+		fd_report(kq, fe, FE_EMPTY, revents, &s);
 	} else {
 		int first = fe->fe_first;
 		fe->fe_first = 0;
@@ -659,7 +671,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 			fd_report(kq, fe, (first + i) % FE_NKN, revents, &s);
 	}
 	fd_finish(kq, fe, &s);
-	if (s.resync || before != fe_status(fe))
+	if (s.resync)
 		fe_sync(kq, fe);
 out:
 	fe_leave(kq, fe);
@@ -692,10 +704,10 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (fe->fe_type == FT_REGULAR && kn_slot(kn) == FE_READ &&
 	    !(kn->kn_sfflags & NOTE_FILE_POLL))
 		kq__file_watch(kq, fe);
-	if (fd_event(kq, kn, (uint32_t)pfd.revents, out) &&
+	if (fd_event(kq, kn_ops(kn), kn, (uint32_t)pfd.revents, out) &&
 	    (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
-		fd_delivered(kq, fe, kn);
+		fd_delivered(kq, fe, kn, NULL);
 	}
 	fe_sync(kq, fe);
 out:
