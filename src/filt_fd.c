@@ -30,6 +30,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "knote_change.h"
 #include "kq_private.h"
 
 #define KN_DISPATCHY (EV_DISPATCH | EV_ONESHOT)
@@ -53,11 +54,6 @@ static inline const struct filterops *kn_ops(const struct knote *kn)
 static inline uint32_t kn_interest(const struct knote *kn)
 {
 	return kn_ops(kn)->f_events;
-}
-
-static bool kn_needs_edge(const struct knote *kn)
-{
-	return (kn->kn_flags & EV_CLEAR) || (kn->kn_sfflags & NOTE_LOWAT) || kn_ops(kn)->f_edge;
 }
 
 /* Does any knote of fe exist? */
@@ -97,13 +93,15 @@ static uint32_t fe_desired(const struct kq_fdent *fe)
 	bool all_dispatch = true, edge = false;
 	for (int k = 0; k < FE_NKN; k++) {
 		const struct knote *kn = &fe->fe_kn[k];
-		if (kn->kn_status & KN_ATTACHED)
-			all |= kn_interest(kn);
+		if (!(kn->kn_status & KN_ATTACHED))
+			continue;
+		const struct filterops *fop = kq__fd_ops[k];
+		all |= fop->f_events;
 		if (!kn_wants_kernel(kn))
 			continue;
-		mask |= kn_interest(kn);
+		mask |= fop->f_events;
 		all_dispatch &= (kn->kn_flags & (KN_DISPATCHY | EV_SERIAL)) != 0;
-		edge |= kn_needs_edge(kn);
+		edge |= (kn->kn_flags & EV_CLEAR) || (kn->kn_sfflags & NOTE_LOWAT) || fop->f_edge;
 	}
 	if (!mask)
 		return 0;
@@ -481,9 +479,8 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
  * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
  * registration, in one pass under fe_lock.
  */
-int kq__fd_change(struct kq *kq, const struct kevent *kev)
+int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
 {
-	int slot = kq__fd_slot(kev->filter);
 	int err = kq__fd_ops[slot]->f_validate(kev);
 	struct kq_fdent *fe = NULL;
 	if (err || (err = fd_entry(kq, kev, &fe)))

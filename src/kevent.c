@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "knote_change.h"
 #include "kq_private.h"
 
 #define KQ_KNOWN_FLAGS                                                                  \
@@ -178,8 +179,9 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 	int err = check_flags(kev->flags);
 	if (err)
 		return err;
-	if (kq__fd_slot(kev->filter) >= 0)
-		return kq__fd_change(kq, kev);
+	int slot = kq__fd_slot(kev->filter);
+	if (slot >= 0)
+		return kq__fd_change(kq, kev, slot);
 	const struct filterops *fop = ops_of(kev->filter);
 	return fop ? kq__generic_change(kq, kev, fop) : -EINVAL;
 }

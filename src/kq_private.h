@@ -315,9 +315,6 @@ void kq__hash_remove(struct kq *kq, struct knote *kn);
 struct knote *kq__knote_alloc(struct kq *kq);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
-int kq__knote_change(struct kq *kq, struct knote *kn, const struct kevent *kev,
-                     const struct filterops *fop, bool exists, struct kq_group **release,
-                     uint32_t *rgen); /* the knote's own lock held */
 void kq__knote_copyout(const struct knote *kn, struct kevent *out);
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto);
 
@@ -348,7 +345,7 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
 void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
 
 /* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
-int kq__fd_change(struct kq *kq, const struct kevent *kev);
+int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot); /* kq__fd_slot() */
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
