@@ -41,6 +41,32 @@ struct kq_fdent;
 
 struct kq_group;
 
+/* hashtab.c: an intrusive chained hash (see there); the user's lock held */
+struct kq_htab {
+	void **ht_tab;
+	uint32_t ht_mask, ht_count;
+};
+static inline void *kq__ht_head(const struct kq_htab *h, uint32_t hash)
+{
+	return h->ht_tab ? h->ht_tab[hash & h->ht_mask] : NULL;
+}
+int kq__ht_insert(struct kq_htab *h, void *obj, size_t next_off, uint32_t (*hash_of)(const void *));
+void kq__ht_remove(struct kq_htab *h, void *obj, size_t next_off, uint32_t hash);
+void kq__ht_free(struct kq_htab *h);
+
+/* slab.c: type-stable objects of one size (see there); the user's lock held */
+struct kq_slab {
+	void *sl_free;
+	void **sl_chunks;
+	uint32_t sl_nchunks, sl_per; /* chunks made, objects per chunk */
+	size_t sl_size, sl_next;     /* object size, offset of its free-list link */
+	void (*sl_init)(void *);     /* once per object, when its chunk is made */
+};
+void *kq__slab_alloc(struct kq_slab *sl);
+void kq__slab_free(struct kq_slab *sl, void *obj);
+void kq__slab_foreach(struct kq_slab *sl, void (*fn)(void *));
+void kq__slab_destroy(struct kq_slab *sl, void (*fini)(void *));
+
 /*
  * What few knotes need, kept out of struct knote so that a timer stays small:
  * ext[] as last set (when not all zero) and serial-group membership.
@@ -228,8 +254,7 @@ struct kq {
 	atomic_bool kq_wake_pending;     /* an eventfd wake is in flight */
 
 	/* kq_lock: hash of knotes whose ident is not an fd */
-	struct knote **kq_hash;
-	uint32_t kq_hmask, kq_hcount;
+	struct kq_htab kq_hash;
 
 	/* kq_lock: timers */
 	struct knote **kq_timers;
@@ -251,19 +276,14 @@ struct kq {
 	uint32_t kq_signals[65]; /* registrations per signal */
 
 	/* kq_lock: knote slab */
-	struct knote *kq_free;
-	void **kq_slabs;
-	uint32_t kq_nslabs;
+	struct kq_slab kq_kslab;
 
 	struct kq_fdtable *kq_fdt; /* lock-free reads, see fdtable.c */
 
 	/* serial groups (group.c); lock order: fe_lock, kq_lock, kq_glock, g_lock */
 	pthread_mutex_t kq_glock;
-	struct kq_group **kq_ghash; /* kq_glock */
-	uint32_t kq_ghmask, kq_ghcount;
-	struct kq_group *kq_gfree; /* kq_glock: recycled groups */
-	void **kq_gslabs;          /* kq_glock */
-	uint32_t kq_ngslabs;
+	struct kq_htab kq_ghash; /* kq_glock */
+	struct kq_slab kq_gslab; /* kq_glock: groups, type-stable */
 };
 
 /* group.c: serial groups */
