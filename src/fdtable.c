@@ -92,10 +92,9 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
 				pthread_mutex_init(&chunk[i].fe_lock, NULL);
 				chunk[i].fe_fd = (fd / FDT_CHUNK) * FDT_CHUNK + i;
 				for (int k = 0; k < FE_NKN; k++) {
-					chunk[i].fe_kn[k].kn_u.fe = &chunk[i];
+					chunk[i].fe_kn[k].kn_u.fd.fe = &chunk[i];
 					chunk[i].fe_kn[k].kn_isfd = true;
-					chunk[i].fe_kn[k].kn_filter =
-					        k == FE_READ ? EVFILT_READ : EVFILT_WRITE;
+					chunk[i].fe_kn[k].kn_filter = kq__fd_ops[k]->f_filter;
 				}
 			}
 			atomic_store_explicit(&ft->ft_top[fd / FDT_CHUNK], chunk,

@@ -46,15 +46,24 @@ static int inotify_fd(struct kq *kq)
 	return kq->kq_inofd = fd;
 }
 
-/* Wakes kq__file_retry() soon (kq_lock held); the timer code re-arms after. */
-static void retry_arm(struct kq *kq)
+/*
+ * Makes the timerfd fire by deadline d, for a retry of our own (kq_lock
+ * held); whoever handles the expiry re-arms it for what is left.
+ */
+void kq__timerfd_soon(struct kq *kq, int64_t d)
 {
-	int64_t d = kq__now_ns() + WATCH_RETRY_NS;
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (kq->kq_timer_armed && kq->kq_timer_armed <= d)
 		return;
 	struct itimerspec its = {.it_value = {d / 1000000000LL, d % 1000000000LL}};
 	if (timerfd_settime(kq->kq_timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
 		kq->kq_timer_armed = d;
+}
+
+/* Wakes kq__file_retry() soon (kq_lock held). */
+static void retry_arm(struct kq *kq)
+{
+	kq__timerfd_soon(kq, kq__now_ns() + WATCH_RETRY_NS);
 }
 
 /* An inotify watch on fd's file, or -errno (kq_lock held). */

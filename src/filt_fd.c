@@ -1,8 +1,13 @@
 /*
- * EVFILT_READ and EVFILT_WRITE: knotes on file descriptors, over epoll.
+ * The fd filters (EVFILT_READ, EVFILT_WRITE, EVFILT_EMPTY): knotes on file
+ * descriptors, over epoll.  What is common to them lives here: the fd entry
+ * that holds one knote per filter, the changes (one path for every action),
+ * the registration, delivery and close; each filter's own hooks (struct
+ * filterops: which files, which epoll events, its condition and data) are in
+ * filt_fdops.c.
  *
- * An fd has one epoll registration shared by its READ and WRITE knotes; its
- * mode follows the knotes (fe_sync):
+ * An fd has one epoll registration shared by its knotes; its mode follows
+ * the knotes (fe_sync):
  * - level-triggered while every enabled knote is level-triggered;
  * - EPOLLET as soon as one needs edges (EV_CLEAR, NOTE_LOWAT); a level knote
  *   on such an fd is then kept level by requeueing it after delivery, and the
@@ -15,8 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sockios.h>
-#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stddef.h>
@@ -27,6 +30,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "knote_change.h"
 #include "kq_private.h"
 
 #define KN_DISPATCHY (EV_DISPATCH | EV_ONESHOT)
@@ -36,14 +40,29 @@ static bool kn_serial(const struct knote *kn)
 	return (kn->kn_flags & EV_SERIAL) && kn->kn_aux && kn->kn_aux->group;
 }
 
-static uint32_t kn_interest(const struct knote *kn)
+/* The slot of an fd knote in its entry, and so its filter's ops. */
+static inline int kn_slot(const struct knote *kn)
 {
-	return kn->kn_filter == EVFILT_READ ? EPOLLIN | EPOLLRDHUP : EPOLLOUT;
+	return (int)(kn - kn->kn_u.fd.fe->fe_kn);
 }
 
-static bool kn_needs_edge(const struct knote *kn)
+static inline const struct filterops *kn_ops(const struct knote *kn)
 {
-	return (kn->kn_flags & EV_CLEAR) || (kn->kn_sfflags & NOTE_LOWAT);
+	return kq__fd_ops[kn_slot(kn)];
+}
+
+static inline uint32_t kn_interest(const struct knote *kn)
+{
+	return kn_ops(kn)->f_events;
+}
+
+/* Does any knote of fe exist? */
+static inline bool fe_busy(const struct kq_fdent *fe)
+{
+	uint16_t st = 0;
+	for (int k = 0; k < FE_NKN; k++)
+		st |= fe->fe_kn[k].kn_status;
+	return st & KN_ATTACHED;
 }
 
 static bool kn_wants_kernel(const struct knote *kn)
@@ -74,13 +93,15 @@ static uint32_t fe_desired(const struct kq_fdent *fe)
 	bool all_dispatch = true, edge = false;
 	for (int k = 0; k < FE_NKN; k++) {
 		const struct knote *kn = &fe->fe_kn[k];
-		if (kn->kn_status & KN_ATTACHED)
-			all |= kn_interest(kn);
+		if (!(kn->kn_status & KN_ATTACHED))
+			continue;
+		const struct filterops *fop = kq__fd_ops[k];
+		all |= fop->f_events;
 		if (!kn_wants_kernel(kn))
 			continue;
-		mask |= kn_interest(kn);
+		mask |= fop->f_events;
 		all_dispatch &= (kn->kn_flags & (KN_DISPATCHY | EV_SERIAL)) != 0;
-		edge |= kn_needs_edge(kn);
+		edge |= (kn->kn_flags & EV_CLEAR) || (kn->kn_sfflags & NOTE_LOWAT) || fop->f_edge;
 	}
 	if (!mask)
 		return 0;
@@ -120,6 +141,7 @@ static bool fe_level(const struct kq_fdent *fe)
 /* Makes the epoll registration match the knotes (fe_lock held). */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
+	KQ_ASSERT_LOCKED(&fe->fe_lock);
 	if (fe->fe_type == FT_REGULAR)
 		return 0;
 	uint32_t want = fe_desired(fe);
@@ -164,7 +186,7 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 #define MEM_MAJOR 1
 
 /* The kind of file fd names (FT_BAD if it names none), and its identity. */
-static int probe_type(int fd, uint64_t *dev, uint64_t *ino)
+static int probe_type(int fd, uint64_t *dev, uint64_t *ino, bool *tcp)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
@@ -176,11 +198,14 @@ static int probe_type(int fd, uint64_t *dev, uint64_t *ino)
 	if (S_ISFIFO(st.st_mode))
 		return FT_PIPE;
 	if (S_ISSOCK(st.st_mode)) {
-		int type = 0, listening = 0;
+		int type = 0, listening = 0, proto = 0;
 		socklen_t len = sizeof(type);
 		getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
 		len = sizeof(listening);
 		getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+		len = sizeof(proto);
+		getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+		*tcp = proto == IPPROTO_TCP;
 		if (listening)
 			return FT_LISTEN;
 		return type == SOCK_STREAM ? FT_STREAM : FT_DGRAM;
@@ -194,140 +219,11 @@ static int probe_type(int fd, uint64_t *dev, uint64_t *ino)
 	return FT_OTHER;
 }
 
-static int64_t listen_backlog(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_unacked > 0)
-		return ti.tcpi_unacked;
-	return 1;
-}
-
-/*
- * The error of a failed TCP socket, for fflags with EV_EOF, read without
- * consuming it: every Linux call that returns sk_err (SO_ERROR, recv even
- * with MSG_PEEK, connect) also clears it, and the program must still see it
- * (FreeBSD reports so_error and leaves it).  TCP_INFO leaves it alone; a
- * socket that reported EPOLLERR and is closed now failed in one of these
- * ways: it never got an answer to its SYN (ETIMEDOUT; an ICMP unreachable
- * looks the same), its SYN was refused (a RST, ECONNREFUSED), or an
- * established connection was reset (ECONNRESET).  Other sockets: 0.
- */
-static uint32_t sock_error(int fd)
-{
-	enum { TCPS_CLOSE = 7 }; /* the kernel's TCP_CLOSE, not in the uapi headers */
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-	    len < offsetof(struct tcp_info, tcpi_delivered) + sizeof(ti.tcpi_delivered) ||
-	    ti.tcpi_state != TCPS_CLOSE)
-		return 0;
-	if (ti.tcpi_delivered > 0 || ti.tcpi_bytes_received > 0) /* it was connected */
-		return ECONNRESET;
-	return ti.tcpi_segs_in > 0 ? ECONNREFUSED : ETIMEDOUT;
-}
-
-/*
- * f_event of READ/WRITE: the knote's data and readiness from revents (fresh
- * from epoll or poll) and a query of the fd.
- */
-static bool fd_event(struct kq_fdent *fe, struct knote *kn, uint32_t revents, struct kevent *out)
-{
-	int fd = fe->fe_fd, n = 0;
-	int64_t lowat = (kn->kn_sfflags & NOTE_LOWAT) && kn->kn_sdata > 0 ? kn->kn_sdata : 1;
-	bool eof, ready;
-	kq__knote_copyout(kn, out);
-	if ((kn->kn_sfflags & NOTE_NODATA) && fe->fe_type != FT_REGULAR &&
-	    fe->fe_type != FT_LISTEN) {
-		/* Baton extension: the kernel's word, no system call for a count. */
-		uint32_t want = kn->kn_filter == EVFILT_READ ? EPOLLIN : EPOLLOUT;
-		eof = revents & (kn->kn_filter == EVFILT_READ ? EPOLLRDHUP | EPOLLHUP | EPOLLERR
-		                                              : EPOLLHUP | EPOLLERR);
-		ready = (revents & want) || eof;
-		out->data = (revents & want) ? 1 : 0;
-		if (eof)
-			out->flags |= EV_EOF;
-		return ready || (kn->kn_status & KN_FORCED);
-	}
-	if (kn->kn_filter == EVFILT_READ) {
-		eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-		switch (fe->fe_type) {
-		case FT_STREAM:
-		case FT_PIPE:
-		case FT_TTY:
-			if (ioctl(fd, FIONREAD, &n) < 0)
-				n = 0;
-			out->data = n;
-			ready = n >= lowat || eof;
-			break;
-		case FT_DGRAM:
-			if (ioctl(fd, FIONREAD, &n) < 0)
-				n = 0;
-			out->data = n;
-			ready = (revents & EPOLLIN) || eof;
-			break;
-		case FT_LISTEN:
-			out->data = listen_backlog(fd);
-			ready = revents & EPOLLIN;
-			eof = false;
-			break;
-		case FT_REGULAR: {
-			struct stat st;
-			off_t off = lseek(fd, 0, SEEK_CUR);
-			out->data = fstat(fd, &st) == 0 && off >= 0 ? (int64_t)st.st_size - off : 0;
-			ready = out->data != 0 || (kn->kn_sfflags & NOTE_FILE_POLL);
-			eof = false;
-			break;
-		}
-		default:
-			ready = revents & (EPOLLIN | EPOLLHUP | EPOLLERR);
-			break;
-		}
-	} else {
-		eof = revents & (EPOLLHUP | EPOLLERR);
-		switch (fe->fe_type) {
-		case FT_STREAM:
-		case FT_DGRAM:
-		case FT_LISTEN: {
-			int sndbuf = 0;
-			socklen_t len = sizeof(sndbuf);
-			getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
-			if (ioctl(fd, SIOCOUTQ, &n) < 0)
-				n = 0;
-			out->data = sndbuf > n ? sndbuf - n : 0;
-			ready = ((revents & EPOLLOUT) && out->data >= lowat) || eof;
-			break;
-		}
-		case FT_PIPE: {
-			int size = kq__sys_fcntl(fd, F_GETPIPE_SZ, 0);
-			if (ioctl(fd, FIONREAD, &n) < 0)
-				n = 0;
-			out->data = size > n ? size - n : 0;
-			ready = (revents & EPOLLOUT) || eof;
-			break;
-		}
-		case FT_REGULAR:
-			ready = true;
-			eof = false;
-			break;
-		default:
-			ready = revents & (EPOLLOUT | EPOLLHUP | EPOLLERR);
-			break;
-		}
-	}
-	if (eof) {
-		out->flags |= EV_EOF;
-		if ((revents & EPOLLERR) && fe->fe_type == FT_STREAM)
-			out->fflags = sock_error(fd);
-	}
-	return ready || (kn->kn_status & KN_FORCED);
-}
-
 /* Removes a knote (fe_lock held). */
 static void fd_detach(struct kq *kq, struct knote *kn)
 {
-	if (kn->kn_filter == EVFILT_READ)
-		kq__file_unwatch(kq, kn->kn_u.fe);
+	KQ_ASSERT_LOCKED(&kn->kn_u.fd.fe->fe_lock);
+	kn_ops(kn)->f_detach(kq, kn);
 	kq__group_leave(kq, kn);
 	if (kn->kn_status & KN_ACTIVE) {
 		pthread_mutex_lock(&kq->kq_lock);
@@ -348,6 +244,8 @@ static void fe_forget(struct kq *kq, struct kq_fdent *fe)
 	fe->fe_armed = false;
 	fe->fe_regmask = 0;
 	fe->fe_type = FT_UNKNOWN;
+	fe->fe_tcp = false;
+	fe->fe_drain_tries = 0;
 	fe->fe_dev = fe->fe_ino = 0;
 }
 
@@ -410,6 +308,7 @@ static bool fe_file_changed(struct kq *kq, struct kq_fdent *fe)
 
 static void fd_queue(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kn->kn_u.fd.fe->fe_lock);
 	kn->kn_status |= KN_ACTIVE;
 	pthread_mutex_lock(&kq->kq_lock);
 	kq__enqueue(kq, kn);
@@ -425,8 +324,10 @@ static void fd_queue(struct kq *kq, struct knote *kn)
  * back to the kernel even when it came off the ready queue: kept queued it
  * would turn every report of its fd into a wake-up with nothing to take.
  */
-static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn)
+static inline bool fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote *kn,
+                                struct knote **requeue)
 {
+	uint16_t st = kn->kn_status;
 	atomic_store_explicit(&kn->kn_seen, kq__call_token, memory_order_relaxed);
 	if (kn->kn_flags & EV_ONESHOT || (kn->kn_status & KN_FORCED)) {
 		fd_detach(kq, kn);
@@ -434,142 +335,132 @@ static inline void fd_delivered(struct kq *kq, struct kq_fdent *fe, struct knote
 		if (!KQ_BROKEN(KQ_BREAK_I1)) /* broken: stays armed for others */
 			kn->kn_status |= KN_DISABLED;
 	} else if (!(kn->kn_flags & (EV_CLEAR | EV_SERIAL)) && !fe_level(fe)) {
-		fd_queue(kq, kn); /* a serial knote's group release re-arms it */
+		/* a serial knote's group release re-arms it */
+		if (requeue)
+			*requeue = kn; /* after the report's leftovers */
+		else
+			fd_queue(kq, kn);
 	}
+	if (__builtin_expect((kn->kn_flags & EV_CLEAR) && (kn->kn_status & KN_ATTACHED), 0) &&
+	    kn_ops(kn)->f_clear)
+		kn_ops(kn)->f_clear(kq, kn);
+	return kn->kn_status != st;
 }
 
-static int fd_validate(const struct kevent *kev)
+/*
+ * Is kn served from the ready queue, re-checked with poll() there, rather
+ * than by epoll reports?  Files epoll cannot watch, and EMPTY on TCP, whose
+ * queue drains without a report (drain.c).
+ */
+static inline bool kn_polled(const struct knote *kn)
 {
-	if (kev->fflags & ~(unsigned)(NOTE_LOWAT | NOTE_FILE_POLL | NOTE_NODATA))
-		return -EINVAL;
-	if ((kev->fflags & NOTE_LOWAT) && (kev->data < 0 || (kev->fflags & NOTE_NODATA)))
-		return -EINVAL; /* a low-water mark needs the byte count */
-	return 0;
+	const struct kq_fdent *fe = kn->kn_u.fd.fe;
+	return fe->fe_type == FT_REGULAR || (fe->fe_tcp && kn_slot(kn) == FE_EMPTY);
 }
 
-int kq__fd_change(struct kq *kq, const struct kevent *kev)
+/*
+ * The filter's verdict on kn for the report revents (fresh from epoll or
+ * poll()), its event in *out: as kq__deliver_locked() for the other filters,
+ * a forced knote is due whatever its condition.
+ */
+static inline bool fd_event(struct kq *kq, const struct filterops *fop, struct knote *kn,
+                            uint32_t revents, struct kevent *out)
 {
-	int err = fd_validate(kev);
-	if (err)
-		return err;
+	kq__knote_copyout(kn, out);
+	kn->kn_u.fd.revents = revents;
+	return fop->f_event(kq, kn, out) || (kn->kn_status & KN_FORCED);
+}
+
+/*
+ * The entry for the change's fd, made on EV_ADD.  Look before allocating: a
+ * closed number costs no table chunk, and a number past the fd limit has no
+ * entry: EBADF, as FreeBSD.  A kqueue's own descriptor is not the program's
+ * (an entry with knotes is not one: fe_probe() checks, under its lock).
+ */
+static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **fep)
+{
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
 	int fd = (int)kev->ident;
-	/* Look before allocating: a closed number costs no table chunk, and
-	 * a number past the fd limit has no entry: EBADF, as FreeBSD. */
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
-	/* A kqueue's own descriptor is not the program's (an entry with
-	 * knotes is not one: checked below, under its lock, when it has none). */
 	if (!fe && kq__is_private_fd(fd))
 		return -EBADF;
 	if (!fe && (kev->flags & EV_ADD) && kq__sys_fcntl(fd, F_GETFD, 0) >= 0)
 		fe = kq__fdt_get(kq, fd);
-	if (!fe)
-		return kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF
-		       : (kev->flags & EV_ADD)           ? -ENOMEM
-		                                         : -ENOENT;
-	struct kq_group *release = NULL;
-	uint32_t rgen = 0;
-	fe_enter(kq, fe);
-	if ((kev->flags & EV_ADD) &&
-	    ((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED) &&
-	    fe_file_changed(kq, fe))
+	*fep = fe;
+	if (fe)
+		return 0;
+	return kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF
+	       : (kev->flags & EV_ADD)           ? -ENOMEM
+	                                         : -ENOENT;
+}
+
+/*
+ * Is the fd (still) the program's open file (fe_lock held)?  An fd with a
+ * knote is: close() would have removed the knote, so the common EV_ENABLE of
+ * a dispatch round costs no system call.  An EV_ADD on an fd we know nothing
+ * of learns the kind of file it is; one on an fd with knotes checks that
+ * the number still names their file (see fe_file_changed()).
+ */
+static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev)
+{
+	KQ_ASSERT_LOCKED(&fe->fe_lock);
+	if ((kev->flags & EV_ADD) && fe_busy(fe) && fe_file_changed(kq, fe))
 		fe_forget(kq, fe); /* as if the close had been seen */
-	struct knote *kn = &fe->fe_kn[kev->filter == EVFILT_READ ? FE_READ : FE_WRITE];
-	bool exists = kn->kn_status & KN_ATTACHED;
-	uint16_t status0 = kn->kn_status;
-	unsigned short flags0 = kn->kn_flags;
-	/*
-	 * An fd with a knote is open: close() would have removed the knote.
-	 * Only an fd we know nothing of costs a system call to check (the
-	 * common EV_ENABLE of a dispatch round costs none).
-	 */
-	if (!((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED)) {
-		uint64_t dev = 0, ino = 0;
-		if (kq__is_private_fd(fd)) {
-			err = -EBADF;
-			goto out;
-		}
-		int type = (kev->flags & EV_ADD)               ? probe_type(fd, &dev, &ino)
-		           : kq__sys_fcntl(fd, F_GETFD, 0) < 0 ? FT_BAD
-		                                               : FT_UNKNOWN;
-		if (type == FT_BAD || type == FT_NODEV) {
-			err = type == FT_BAD ? -EBADF : -ENODEV;
-			goto out;
-		}
-		if (kev->flags & EV_ADD) {
-			fe->fe_type = (uint8_t)type;
-			fe->fe_dev = dev;
-			fe->fe_ino = ino;
-		}
-	}
-	if (!exists && !(kev->flags & EV_ADD)) {
-		err = -ENOENT;
-		goto out;
-	}
-	if (kev->flags & EV_DELETE) {
-		fd_detach(kq, kn);
-		goto sync;
-	}
-	if (kev->flags & EV_ADD) {
-		if (exists && (err = kq__group_set(kq, kn, kev, true)))
-			goto out; /* EBUSY: nothing changed */
-		if (!exists)
-			kn->kn_status = KN_ATTACHED;
-		kq__knote_set(kn, kev, !exists);
-		if (!exists && (err = kq__group_set(kq, kn, kev, true))) {
-			fd_detach(kq, kn);
-			goto out;
-		}
-	}
-	/* Every change but EV_DELETE carries udata, EV_ENABLE included. */
-	if (exists && !(kev->flags & EV_KEEPUDATA))
-		kn->kn_udata = kev->udata;
-	/* EV_ENABLE of a serial member releases its group, after our lock. */
-	if ((kev->flags & EV_ENABLE) && kn_serial(kn))
-		release = kq__group_of(kn, &rgen);
-	if (kev->flags & EV_FORCEONESHOT) {
-		kn->kn_flags |= EV_ONESHOT;
-		kn->kn_status |= KN_FORCED;
-	}
-	bool was_disabled = kn->kn_status & KN_DISABLED;
-	if (kev->flags & EV_DISABLE) {
-		kn->kn_status |= KN_DISABLED;
-		if (kn->kn_status & KN_ACTIVE) {
-			pthread_mutex_lock(&kq->kq_lock);
-			kq__dequeue(kq, kn);
-			pthread_mutex_unlock(&kq->kq_lock);
-			kn->kn_status &= ~KN_ACTIVE;
-		}
-	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
-		kn->kn_status &= ~KN_DISABLED;
-	}
-	/*
-	 * Served from the ready queue, re-checked there: forced knotes,
-	 * unpollable files, and on an edge registration (which the change
-	 * does not modify) a re-added knote, an enabled level knote, or an
-	 * enabled EV_CLEAR knote that saw an edge while disabled.
-	 */
-	bool recheck = (kn->kn_status & KN_FORCED) || fe->fe_type == FT_REGULAR;
+	if (fe_busy(fe))
+		return 0;
+	if (kq__is_private_fd(fe->fe_fd))
+		return -EBADF;
+	if (!(kev->flags & EV_ADD))
+		return kq__sys_fcntl(fe->fe_fd, F_GETFD, 0) < 0 ? -EBADF : 0;
+	uint64_t dev = 0, ino = 0;
+	bool tcp = false;
+	int type = probe_type(fe->fe_fd, &dev, &ino, &tcp);
+	if (type == FT_BAD || type == FT_NODEV)
+		return type == FT_BAD ? -EBADF : -ENODEV;
+	fe->fe_type = (uint8_t)type;
+	fe->fe_tcp = tcp;
+	fe->fe_dev = dev;
+	fe->fe_ino = ino;
+	return 0;
+}
+
+/*
+ * Must the knote be re-checked through the ready queue after the change
+ * (fe_lock held; was: its status before)?  Forced knotes, polled ones, and
+ * on an edge registration (which the change does not modify) a re-added
+ * knote (a new NOTE_LOWAT is looked at at once), an enabled level knote,
+ * or an enabled EV_CLEAR knote that saw an edge while disabled.
+ */
+static bool fd_recheck_due(const struct kq_fdent *fe, struct knote *kn, const struct kevent *kev,
+                           bool exists, uint16_t was)
+{
+	bool recheck = (kn->kn_status & KN_FORCED) || kn_polled(kn);
 	if (exists && fe_edge(fe)) {
 		recheck |= (kev->flags & EV_ADD) != 0;
-		recheck |= was_disabled &&
+		recheck |= (was & KN_DISABLED) &&
 		           (!(kn->kn_flags & EV_CLEAR) || (kn->kn_status & KN_PENDING));
 	}
 	if (!(kn->kn_status & KN_DISABLED))
 		kn->kn_status &= ~KN_PENDING;
-	if (recheck && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-		fd_queue(kq, kn);
-sync:
-	/* A change that changed nothing (EV_ENABLE releasing a group) needs
-	 * no registration work; the release does its own. */
-	if (!(kev->flags & (EV_ADD | EV_DELETE)) && kn->kn_status == status0 &&
-	    kn->kn_flags == flags0)
-		err = 0;
-	else
-		err = fe_sync(kq, fe);
+	return recheck && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE));
+}
+
+/*
+ * The registration follows the change (fe_lock held).  A change that
+ * changed nothing (EV_ENABLE releasing a group) needs no epoll_ctl; the
+ * release does its own.  A file epoll refuses gets poll semantics, and a
+ * new knote that cannot be registered is taken out again: nothing is left
+ * half-applied.
+ */
+static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const struct kevent *kev,
+                     bool exists, bool changed)
+{
+	if (!(kev->flags & (EV_ADD | EV_DELETE)) && !changed)
+		return 0;
+	int err = fe_sync(kq, fe);
 	struct stat st;
-	if (err == -EPERM && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode))
+	if (err == -EPERM && fstat(fe->fe_fd, &st) == 0 && S_ISCHR(st.st_mode))
 		err = -ENODEV; /* a device without poll: no kqueue filter either */
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
@@ -578,15 +469,53 @@ sync:
 			fd_queue(kq, kn);
 		err = 0;
 	} else if (err && !exists && (kn->kn_status & KN_ATTACHED)) {
-		fd_detach(kq, kn); /* nothing half-applied */
+		fd_detach(kq, kn);
 		fe_sync(kq, fe);
 	}
+	return err;
+}
+
+/*
+ * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
+ * registration, in one pass under fe_lock.
+ */
+int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
+{
+	int err = kq__fd_ops[slot]->f_validate(kev);
+	struct kq_fdent *fe = NULL;
+	if (err || (err = fd_entry(kq, kev, &fe)))
+		return err;
+	struct kq_group *release = NULL;
+	uint32_t rgen = 0;
+	fe_enter(kq, fe);
+	struct knote *kn = &fe->fe_kn[slot];
+	if ((err = fe_probe(kq, fe, kev)))
+		goto out;
+	bool exists = kn->kn_status & KN_ATTACHED;
+	uint16_t status0 = kn->kn_status;
+	unsigned short flags0 = kn->kn_flags;
+	if (!exists && !(kev->flags & EV_ADD)) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (kev->flags & EV_DELETE) {
+		fd_detach(kq, kn);
+	} else {
+		err = kq__knote_change(kq, kn, kev, kq__fd_ops[slot], exists, &release, &rgen);
+		if (err) {
+			if (!exists)
+				fd_detach(kq, kn); /* nothing half-applied */
+			goto out;
+		}
+		if (fd_recheck_due(fe, kn, kev, exists, status0))
+			fd_queue(kq, kn);
+	}
+	err = fd_commit(kq, fe, kn, kev, exists,
+	                kn->kn_status != status0 || kn->kn_flags != flags0);
+out:
 	fe_leave(kq, fe);
 	if (release)
 		kq__group_release(kq, release, rgen);
-	return err;
-out:
-	fe_leave(kq, fe);
 	return err;
 }
 
@@ -594,7 +523,7 @@ out:
 static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
                            struct knote *kn, bool pend)
 {
-	if (!kn || !kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
+	if (!kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
 	    !(kn->kn_status & KN_ATTACHED))
 		return;
 	/*
@@ -605,42 +534,47 @@ static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *
 	 */
 	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
 	               (fe->fe_regmask & kn_interest(kn));
-	bool replay = fe->fe_type == FT_REGULAR ||
-	              (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
+	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
 	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
 	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
 		fd_queue(kq, kn);
 }
 
-/* Members a and b (b may be NULL) of one fd were released together. */
+/* Members kn[0..n) of one fd were released together: one lock, one sync. */
 void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *a, bool pend_a, struct knote *b, bool pend_b)
+                           struct knote *const *kn, const bool *pend, int n)
 {
 	fe_enter(kq, fe);
 	fe_sync(kq, fe);
-	group_released(kq, fe, g, gen, a, pend_a);
-	group_released(kq, fe, g, gen, b, pend_b);
+	for (int i = 0; i < n; i++)
+		group_released(kq, fe, g, gen, kn[i], pend[i]);
 	fe_leave(kq, fe);
 }
 
+/* Where an fd report's events go: out[0..room), *n of them used so far. */
+struct fd_sink {
+	struct kevent *out;
+	int room, n;
+	bool resync;      /* a knote's state changed: the registration must follow */
+	bool turned;      /* a leftover took the fd's next first turn */
+	unsigned requeue; /* slots of level knotes delivered, requeued after the leftovers */
+};
+
 /*
- * Knote k of an fd report (fe_lock held): delivered into out[*n], queued,
- * or left to the kernel.  Inlined with a constant k, as a plain loop over
- * both knotes would be.
+ * The knote in slot k of an fd report (fe_lock held): delivered into the
+ * sink, queued, or left to the kernel.
  */
-static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struct kq_fdent *fe,
-                                                            int k, uint32_t revents,
-                                                            struct kevent *out, int room, int *n,
-                                                            bool *resync)
+static inline __attribute__((always_inline)) void
+fd_report(struct kq *kq, struct kq_fdent *fe, int k, uint32_t revents, struct fd_sink *s)
 {
 	struct knote *kn = &fe->fe_kn[k];
-	if (!(revents & (kn_interest(kn) | EPOLLHUP | EPOLLERR)))
+	if ((kn->kn_status & (KN_ATTACHED | KN_ACTIVE)) != KN_ATTACHED)
 		return;
-	if (!(kn->kn_status & KN_ATTACHED) || (kn->kn_status & KN_ACTIVE))
+	if (!(revents & (kq__fd_ops[k]->f_events | EPOLLHUP | EPOLLERR)))
 		return;
 	if ((kn->kn_status & KN_DISABLED) && !KQ_BROKEN(KQ_BREAK_I2) && !KQ_BROKEN(KQ_BREAK_I1)) {
 		if (fe_edge(fe))
-			kn->kn_status |= KN_PENDING;
+			kn->kn_status |= KN_PENDING; /* no bearing on the registration */
 		return;
 	}
 	/*
@@ -650,8 +584,8 @@ static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struc
 	 * EV_CLEAR knote's new data, a re-armed oneshot) that only the ready
 	 * queue keeps.
 	 */
-	bool again = *n < room && kq__delivered_here(kn, out + *n);
-	if (*n == room || again) {
+	bool again = s->n < s->room && kq__delivered_here(kn, s->out + s->n);
+	if (s->n == s->room || again) {
 		/*
 		 * A leftover comes back in turn (I3).  A level registration
 		 * keeps it in the kernel, which reports it to the next waiter:
@@ -659,20 +593,41 @@ static inline __attribute__((always_inline)) void fd_report(struct kq *kq, struc
 		 * fd a wake-up with nothing to take.  Only reports taken
 		 * behind the queue (room 0) join it there, for FIFO order (I5).
 		 */
-		if (room == 0 || !fe_level(fe))
+		if (s->room == 0 || !fe_level(fe)) {
 			fd_queue(kq, kn);
-		else if (*n == room)
-			fe->fe_wfirst = k == FE_WRITE; /* its turn next */
+			s->resync = true;
+		} else if (s->n == s->room && !s->turned) {
+			fe->fe_first = (uint8_t)k; /* its turn next */
+			s->turned = true;
+		}
 		return;
 	}
-	if (!fd_event(fe, kn, revents, &out[*n]))
+	if (!fd_event(kq, kq__fd_ops[k], kn, revents, &s->out[s->n]))
 		return;
 	if (kn_serial(kn) && !kq__group_take(kn)) {
-		*resync = true; /* parked: its group is held elsewhere */
+		s->resync = true; /* parked: its group is held elsewhere */
 		return;
 	}
-	(*n)++;
-	fd_delivered(kq, fe, kn);
+	s->n++;
+	struct knote *later = NULL;
+	s->resync |= fd_delivered(kq, fe, kn, &later);
+	if (later)
+		s->requeue |= 1u << k;
+}
+
+/*
+ * Level knotes a report delivered on an edge registration go back on the
+ * queue after its leftovers, as FreeBSD's go to the tail of theirs: with
+ * room for one event the fd's knotes take turns.
+ */
+static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink *s)
+{
+	if (__builtin_expect(!s->requeue, 1))
+		return;
+	for (int k = 0; k < FE_NKN; k++)
+		if (s->requeue & (1u << k))
+			fd_queue(kq, &fe->fe_kn[k]);
+	s->resync = true;
 }
 
 /*
@@ -685,39 +640,47 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return 0;
-	int n = 0;
+	struct fd_sink s;
+	s.out = out;
+	s.room = room;
+	s.n = 0;
+	s.requeue = 0;
+	s.resync = s.turned = false;
 	fe_enter(kq, fe);
 	if ((fe->fe_gen & KQ_GEN_MASK) != gen && !KQ_BROKEN(KQ_BREAK_I4))
 		goto out;
 	/* Only a fired oneshot or a knote whose state changed needs epoll_ctl. */
-	bool resync = false;
-	uint32_t before = fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16;
 	if (fe->fe_regmask & EPOLLONESHOT) {
 		fe->fe_armed = false;
-		resync = true;
+		s.resync = true;
 	}
 	/* A knote that did not fit goes first in the fd's next report: with
-	 * room for one event neither READ nor WRITE starves the other (I3). */
-	if (!fe->fe_wfirst) {
-		fd_report(kq, fe, FE_READ, revents, out, room, &n, &resync);
-		fd_report(kq, fe, FE_WRITE, revents, out, room, &n, &resync);
+	 * room for one event no knote of the fd starves the others (I3). */
+	_Static_assert(FE_NKN == 3, "one fd_report per slot below");
+	if (__builtin_expect(fe->fe_first == 0, 1)) {
+		fd_report(kq, fe, FE_READ, revents, &s);
+		fd_report(kq, fe, FE_WRITE, revents, &s);
+		fd_report(kq, fe, FE_EMPTY, revents, &s);
 	} else {
-		fd_report(kq, fe, FE_WRITE, revents, out, room, &n, &resync);
-		fd_report(kq, fe, FE_READ, revents, out, room, &n, &resync);
+		int first = fe->fe_first;
+		fe->fe_first = 0;
+		for (int i = 0; i < FE_NKN; i++)
+			fd_report(kq, fe, (first + i) % FE_NKN, revents, &s);
 	}
-	if (resync || before != (fe->fe_kn[0].kn_status | (uint32_t)fe->fe_kn[1].kn_status << 16))
+	fd_finish(kq, fe, &s);
+	if (s.resync)
 		fe_sync(kq, fe);
 out:
 	fe_leave(kq, fe);
-	return n;
+	return s.n;
 }
 
 /* A fd knote taken off the ready queue: re-check and deliver. */
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 {
-	struct kq_fdent *fe = kn->kn_u.fe;
-	struct pollfd pfd = {.fd = fe->fe_fd,
-	                     .events = kn->kn_filter == EVFILT_READ ? POLLIN | POLLRDHUP : POLLOUT};
+	struct kq_fdent *fe = kn->kn_u.fd.fe;
+	/* EPOLLIN, EPOLLOUT, EPOLLRDHUP are POLLIN, POLLOUT, POLLRDHUP */
+	struct pollfd pfd = {.fd = fe->fe_fd, .events = (short)kn_interest(kn)};
 	/* Outside the lock: poll() is a system call. */
 	if (poll(&pfd, 1, 0) < 0)
 		pfd.revents = 0;
@@ -735,17 +698,25 @@ int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out)
 	if (pfd.revents & POLLNVAL)
 		goto out;
 	/* A file at EOF must hear when it grows: watch it before looking. */
-	if (fe->fe_type == FT_REGULAR && kn->kn_filter == EVFILT_READ &&
+	if (fe->fe_type == FT_REGULAR && kn_slot(kn) == FE_READ &&
 	    !(kn->kn_sfflags & NOTE_FILE_POLL))
 		kq__file_watch(kq, fe);
-	if (fd_event(fe, kn, pfd.revents, out) && (!kn_serial(kn) || kq__group_take(kn))) {
+	if (fd_event(kq, kn_ops(kn), kn, (uint32_t)pfd.revents, out) &&
+	    (!kn_serial(kn) || kq__group_take(kn))) {
 		n = 1;
-		fd_delivered(kq, fe, kn);
+		fd_delivered(kq, fe, kn, NULL);
 	}
 	fe_sync(kq, fe);
 out:
 	fe_leave(kq, fe);
 	return n;
+}
+
+/* Queues kn for a fresh look if it is attached and waiting (fe_lock held). */
+static void fd_recheck(struct kq *kq, struct knote *kn)
+{
+	if ((kn->kn_status & KN_ATTACHED) && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+		fd_queue(kq, kn);
 }
 
 /*
@@ -757,15 +728,17 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 {
 	(void)arg;
 	pthread_mutex_init(&fe->fe_lock, NULL);
-	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = false;
+	pthread_mutex_lock(&fe->fe_lock); /* for the functions that check it */
+	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = fe->fe_draining = false;
 	fe->fe_regmask = 0;
 	for (int k = 0; k < FE_NKN; k++) {
-		struct knote *kn = &fe->fe_kn[k];
-		if (fe->fe_type == FT_REGULAR && (kn->kn_status & KN_ATTACHED) &&
-		    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-			fd_queue(kq, kn); /* re-checked, and watched again if at EOF */
+		/* re-checked, and watched again if at EOF (files), or waited
+		 * for again (EMPTY: the child's timerfd is new) */
+		if (fe->fe_type == FT_REGULAR || k == FE_EMPTY)
+			fd_recheck(kq, &fe->fe_kn[k]);
 	}
 	fe_sync(kq, fe);
+	pthread_mutex_unlock(&fe->fe_lock);
 }
 
 /* A watched regular file changed: look at its READ knote again. */
@@ -775,10 +748,27 @@ void kq__fd_file_changed(struct kq *kq, int fd)
 	if (!fe)
 		return;
 	fe_enter(kq, fe);
-	struct knote *kn = &fe->fe_kn[FE_READ];
-	if (fe->fe_type == FT_REGULAR && (kn->kn_status & KN_ATTACHED) &&
-	    !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-		fd_queue(kq, kn);
+	if (fe->fe_type == FT_REGULAR)
+		fd_recheck(kq, &fe->fe_kn[FE_READ]);
+	fe_leave(kq, fe);
+}
+
+/*
+ * The drain timer came for fd: look at its EMPTY knote again.  A disabled
+ * one remembers it (KN_PENDING: EV_ENABLE re-checks it; its registration is
+ * an edge one).
+ */
+void kq__fd_drain_check(struct kq *kq, int fd)
+{
+	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
+	if (!fe)
+		return;
+	fe_enter(kq, fe);
+	struct knote *kn = &fe->fe_kn[FE_EMPTY];
+	fe->fe_draining = false;
+	if ((kn->kn_status & (KN_ATTACHED | KN_DISABLED)) == (KN_ATTACHED | KN_DISABLED))
+		kn->kn_status |= KN_PENDING;
+	fd_recheck(kq, kn);
 	fe_leave(kq, fe);
 }
 

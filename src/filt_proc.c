@@ -350,8 +350,8 @@ int kq__proc_track(struct kq *kq, struct knote *parent, int child)
 /* A KQUEUE_CPONFORK copy: the inherited pidfds into the child's epoll. */
 int kq__proc_fork(struct kq *kq)
 {
-	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++) {
-		for (struct knote *kn = kq->kq_hash[i]; kn; kn = kn->kn_hnext) {
+	for (uint32_t i = 0; kq->kq_hash.ht_tab && i <= kq->kq_hash.ht_mask; i++) {
+		for (struct knote *kn = kq->kq_hash.ht_tab[i]; kn; kn = kn->kn_hnext) {
 			if (kn->kn_filter != EVFILT_PROC || kn->kn_u.proc.pidfd < 0)
 				continue;
 			int err =
@@ -368,8 +368,8 @@ int kq__proc_fork(struct kq *kq)
 /* The kqueue is gone: its pidfds and connector socket (system calls only). */
 void kq__proc_close_fds(struct kq *kq)
 {
-	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++) {
-		for (struct knote *kn = kq->kq_hash[i]; kn; kn = kn->kn_hnext) {
+	for (uint32_t i = 0; kq->kq_hash.ht_tab && i <= kq->kq_hash.ht_mask; i++) {
+		for (struct knote *kn = kq->kq_hash.ht_tab[i]; kn; kn = kn->kn_hnext) {
 			if (kn->kn_filter != EVFILT_PROC || kn->kn_u.proc.pidfd < 0)
 				continue;
 			if (kq__is_private_fd(kn->kn_u.proc.pidfd))

@@ -17,6 +17,7 @@
  * generation, so a release racing with the group's dissolution is harmless.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,12 +38,16 @@ static uint32_t ghash(uint64_t id)
 	return (uint32_t)(id >> 32);
 }
 
+static uint32_t group_hash(const void *o)
+{
+	return ghash(((const struct kq_group *)o)->g_id);
+}
+
 /* kq_glock held */
 static struct kq_group *gfind(struct kq *kq, uint64_t id)
 {
-	if (!kq->kq_ghash)
-		return NULL;
-	struct kq_group *g = kq->kq_ghash[ghash(id) & kq->kq_ghmask];
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
+	struct kq_group *g = kq__ht_head(&kq->kq_ghash, ghash(id));
 	while (g && g->g_id != id)
 		g = g->g_hnext;
 	return g;
@@ -51,61 +56,48 @@ static struct kq_group *gfind(struct kq *kq, uint64_t id)
 /* kq_glock held */
 static int ghash_insert(struct kq *kq, struct kq_group *g)
 {
-	if (!kq->kq_ghash || kq->kq_ghcount >= kq->kq_ghmask + 1) {
-		uint32_t n = kq->kq_ghash ? (kq->kq_ghmask + 1) * 2 : 64;
-		struct kq_group **h = calloc(n, sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		for (uint32_t i = 0; kq->kq_ghash && i <= kq->kq_ghmask; i++) {
-			for (struct kq_group *x = kq->kq_ghash[i], *next; x; x = next) {
-				next = x->g_hnext;
-				x->g_hnext = h[ghash(x->g_id) & (n - 1)];
-				h[ghash(x->g_id) & (n - 1)] = x;
-			}
-		}
-		free(kq->kq_ghash);
-		kq->kq_ghash = h;
-		kq->kq_ghmask = n - 1;
-	}
-	struct kq_group **b = &kq->kq_ghash[ghash(g->g_id) & kq->kq_ghmask];
-	g->g_hnext = *b;
-	*b = g;
-	kq->kq_ghcount++;
-	return 0;
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
+	return kq__ht_insert(&kq->kq_ghash, g, offsetof(struct kq_group, g_hnext), group_hash);
 }
 
 /* kq_glock held */
 static void ghash_remove(struct kq *kq, struct kq_group *g)
 {
-	struct kq_group **pp = &kq->kq_ghash[ghash(g->g_id) & kq->kq_ghmask];
-	while (*pp && *pp != g)
-		pp = &(*pp)->g_hnext;
-	if (*pp) {
-		*pp = g->g_hnext;
-		kq->kq_ghcount--;
-	}
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
+	kq__ht_remove(&kq->kq_ghash, g, offsetof(struct kq_group, g_hnext), ghash(g->g_id));
+}
+
+static void group_init(void *o)
+{
+	pthread_mutex_init(&((struct kq_group *)o)->g_lock, NULL);
+}
+
+static void group_fini(void *o)
+{
+	pthread_mutex_destroy(&((struct kq_group *)o)->g_lock);
+}
+
+/* kq_glock held */
+static void gfree(struct kq *kq, struct kq_group *g)
+{
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
+	kq__slab_free(&kq->kq_gslab, g);
 }
 
 /* kq_glock held */
 static struct kq_group *galloc(struct kq *kq, uint64_t id)
 {
-	if (!kq->kq_gfree) {
-		void **slabs = realloc(kq->kq_gslabs, (kq->kq_ngslabs + 1) * sizeof(*slabs));
-		if (!slabs)
-			return NULL;
-		kq->kq_gslabs = slabs;
-		struct kq_group *slab = calloc(GSLAB, sizeof(*slab));
-		if (!slab)
-			return NULL;
-		slabs[kq->kq_ngslabs++] = slab;
-		for (int i = 0; i < GSLAB; i++) {
-			pthread_mutex_init(&slab[i].g_lock, NULL);
-			slab[i].g_hnext = kq->kq_gfree;
-			kq->kq_gfree = &slab[i];
-		}
+	KQ_ASSERT_LOCKED(&kq->kq_glock);
+	struct kq_slab *sl = &kq->kq_gslab;
+	if (!sl->sl_size) { /* a new kqueue: kq_alloc() cleared it */
+		sl->sl_size = sizeof(struct kq_group);
+		sl->sl_per = GSLAB;
+		sl->sl_next = offsetof(struct kq_group, g_hnext);
+		sl->sl_init = group_init;
 	}
-	struct kq_group *g = kq->kq_gfree;
-	kq->kq_gfree = g->g_hnext;
+	struct kq_group *g = kq__slab_alloc(sl);
+	if (!g)
+		return NULL;
 	pthread_mutex_lock(&g->g_lock);
 	g->g_id = id;
 	atomic_fetch_add(&g->g_gen, 1);
@@ -144,8 +136,7 @@ void kq__group_leave(struct kq *kq, struct knote *kn)
 	if (last) {
 		if (g->g_id)
 			ghash_remove(kq, g);
-		g->g_hnext = kq->kq_gfree;
-		kq->kq_gfree = g;
+		gfree(kq, g);
 	}
 	pthread_mutex_unlock(&kq->kq_glock);
 }
@@ -177,10 +168,8 @@ int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 	if (!g) {
 		g = galloc(kq, id);
 		if (!g || (id && ghash_insert(kq, g))) {
-			if (g) {
-				g->g_hnext = kq->kq_gfree;
-				kq->kq_gfree = g;
-			}
+			if (g)
+				gfree(kq, g);
 			err = -ENOMEM;
 			goto out;
 		}
@@ -271,11 +260,13 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
 			continue;
 		}
-		/* A socket's READ and WRITE joined together: one lock, one sync. */
-		bool pair = i + 1 < n && m[i + 1]->kn_isfd && m[i + 1]->kn_u.fe == m[i]->kn_u.fe;
-		kq__fd_group_released(kq, m[i]->kn_u.fe, g, gen, m[i], pend[i],
-		                      pair ? m[i + 1] : NULL, pair && pend[i + 1]);
-		i += pair;
+		/* An fd's knotes that joined together: one lock, one sync. */
+		uint32_t run = 1;
+		while (i + run < n && run < FE_NKN && m[i + run]->kn_isfd &&
+		       m[i + run]->kn_u.fd.fe == m[i]->kn_u.fd.fe)
+			run++;
+		kq__fd_group_released(kq, m[i]->kn_u.fd.fe, g, gen, &m[i], &pend[i], (int)run);
+		i += run - 1;
 	}
 	if (m != stackbuf) {
 		free(m);
@@ -286,26 +277,11 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 /* A fork copy: group locks may have been held by threads not in the child. */
 void kq__group_fork(struct kq *kq)
 {
-	for (uint32_t i = 0; i < kq->kq_ngslabs; i++) {
-		struct kq_group *slab = kq->kq_gslabs[i];
-		for (int j = 0; j < GSLAB; j++)
-			pthread_mutex_init(&slab[j].g_lock, NULL);
-	}
+	kq__slab_foreach(&kq->kq_gslab, group_init);
 }
 
 void kq__group_destroy_all(struct kq *kq)
 {
-	for (uint32_t i = 0; i < kq->kq_ngslabs; i++) {
-		struct kq_group *slab = kq->kq_gslabs[i];
-		for (int j = 0; j < GSLAB; j++)
-			pthread_mutex_destroy(&slab[j].g_lock);
-		free(slab);
-	}
-	free(kq->kq_gslabs);
-	free(kq->kq_ghash);
-	kq->kq_gslabs = NULL;
-	kq->kq_ngslabs = 0;
-	kq->kq_ghash = NULL;
-	kq->kq_ghcount = 0;
-	kq->kq_gfree = NULL;
+	kq__slab_destroy(&kq->kq_gslab, group_fini);
+	kq__ht_free(&kq->kq_ghash);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "knote_change.h"
 #include "kq_private.h"
 
 #define KQ_KNOWN_FLAGS                                                                  \
@@ -40,6 +41,7 @@ static int check_flags(unsigned flags)
 /* Removes a non-fd knote for good (kq_lock held). */
 static void generic_drop(struct kq *kq, struct knote *kn, const struct filterops *fop)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	kq__group_leave(kq, kn);
 	kq__dequeue(kq, kn);
 	fop->f_detach(kq, kn);
@@ -63,7 +65,20 @@ static const struct filterops *ops_of(short filter)
 	}
 }
 
-/* A change to a knote whose ident is not an fd (all under kq_lock). */
+/* A new knote that could not be attached goes away again (kq_lock held). */
+static void generic_undo(struct kq *kq, struct knote *kn)
+{
+	kq__group_leave(kq, kn);
+	kq__dequeue(kq, kn);
+	kq__hash_remove(kq, kn);
+	kq__knote_free(kq, kn);
+}
+
+/*
+ * A change to a knote whose ident is not an fd (all under kq_lock): found
+ * or made in the ident hash, changed by kq__knote_change(), queued if its
+ * condition is true (f_attach / f_touch activated it) or it was forced.
+ */
 int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct filterops *fop)
 {
 	int err = fop->f_validate(kev);
@@ -73,6 +88,7 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 	uint32_t rgen = 0;
 	pthread_mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, kev->filter, kev->ident);
+	bool exists = kn != NULL;
 	if (!kn && !(kev->flags & EV_ADD)) {
 		err = -ENOENT;
 		goto out;
@@ -82,53 +98,28 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		goto out;
 	}
 	if (!kn) {
-		kn = kq__knote_alloc(kq);
-		if (!kn) {
+		if (!(kn = kq__knote_alloc(kq))) {
 			err = -ENOMEM;
 			goto out;
 		}
-		kq__knote_set(kn, kev, true);
-		kn->kn_status = KN_ATTACHED | (kev->flags & EV_DISABLE ? KN_DISABLED : 0);
-		err = kq__hash_insert(kq, kn);
-		if (!err)
-			err = kq__group_set(kq, kn, kev, false);
-		if (!err)
-			err = fop->f_attach(kq, kn);
-		if (err) {
-			kq__group_leave(kq, kn);
-			kq__hash_remove(kq, kn);
+		kn->kn_ident = kev->ident;
+		kn->kn_filter = kev->filter;
+		if ((err = kq__hash_insert(kq, kn))) {
 			kq__knote_free(kq, kn);
 			goto out;
 		}
-	} else {
-		if ((kev->flags & EV_ADD) && (err = kq__group_set(kq, kn, kev, false)))
-			goto out; /* EBUSY: nothing changed */
-		if (kev->flags & EV_ADD)
-			kq__knote_set(kn, kev, false);
-		/* Every change but EV_DELETE carries udata (nginx triggers with it). */
-		if (!(kev->flags & EV_KEEPUDATA))
-			kn->kn_udata = kev->udata;
-		/* Any change reaches f_touch: NOTE_TRIGGER needs no EV_ADD. */
-		if (fop->f_touch && (err = fop->f_touch(kq, kn, kev)))
-			goto out;
 	}
-	if (kev->flags & EV_FORCEONESHOT) {
-		kn->kn_flags |= EV_ONESHOT;
-		kn->kn_status |= KN_FORCED | KN_ACTIVE;
+	if ((err = kq__knote_change(kq, kn, kev, fop, exists, &release, &rgen))) {
+		if (!exists)
+			generic_undo(kq, kn);
+		goto out;
 	}
-	if (kev->flags & EV_DISABLE) {
-		kn->kn_status |= KN_DISABLED;
-		kq__dequeue(kq, kn);
-	} else if (kev->flags & (EV_ENABLE | EV_ADD)) {
-		kn->kn_status &= ~KN_DISABLED;
-	}
+	if (kev->flags & EV_FORCEONESHOT)
+		kn->kn_status |= KN_ACTIVE; /* due whatever its condition */
 	if ((kn->kn_status & KN_ACTIVE) && !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
 		kq__enqueue(kq, kn);
 		kq__wake(kq);
 	}
-	/* EV_ENABLE of a serial member releases its group, after our lock. */
-	if ((kev->flags & EV_ENABLE) && (kn->kn_flags & EV_SERIAL))
-		release = kq__group_of(kn, &rgen);
 out:
 	pthread_mutex_unlock(&kq->kq_lock);
 	if (release)
@@ -155,6 +146,7 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
  */
 int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	const struct filterops *fop = ops_of(kn->kn_filter);
 	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
 		return 0;
@@ -189,8 +181,9 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 	int err = check_flags(kev->flags);
 	if (err)
 		return err;
-	if (kev->filter == EVFILT_READ || kev->filter == EVFILT_WRITE)
-		return kq__fd_change(kq, kev);
+	int slot = kq__fd_slot(kev->filter);
+	if (slot >= 0)
+		return kq__fd_change(kq, kev, slot);
 	const struct filterops *fop = ops_of(kev->filter);
 	return fop ? kq__generic_change(kq, kev, fop) : -EINVAL;
 }
@@ -253,6 +246,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		case KQ_TAG_TIMER:
 			kq__timer_expire(kq);
 			kq__file_retry(kq);
+			kq__drain_retry(kq);
 			break;
 		case KQ_TAG_SIGNAL:
 			kq__signal_read(kq);

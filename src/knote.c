@@ -2,9 +2,10 @@
  * Knotes: the ready queue (FIFO), the ident hash for filters whose ident is
  * not an fd, a slab so that a million timers cost no malloc header each, and
  * the copy between a knote and a struct kevent.  Everything here runs with
- * kq_lock held.
+ * kq_lock held but the copies, which run under the knote's own lock.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 void kq__enqueue(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (kn->kn_queued)
 		return;
 	kn->kn_queued = true;
@@ -35,6 +37,7 @@ void kq__enqueue(struct kq *kq, struct knote *kn)
 
 void kq__dequeue(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	if (!kn->kn_queued)
 		return;
 	kn->kn_queued = false;
@@ -56,6 +59,7 @@ void kq__dequeue(struct kq *kq, struct knote *kn)
  */
 void kq__activate(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	kn->kn_status |= KN_ACTIVE;
 	if (kn->kn_status & KN_DISABLED)
 		return;
@@ -71,108 +75,66 @@ static uint32_t hash_ident(short filter, uintptr_t ident)
 	return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
+static uint32_t knote_hash(const void *o)
+{
+	const struct knote *kn = o;
+	return hash_ident(kn->kn_filter, kn->kn_ident);
+}
+
 struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident)
 {
-	if (!kq->kq_hash)
-		return NULL;
-	struct knote *kn = kq->kq_hash[hash_ident(filter, ident) & kq->kq_hmask];
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
+	struct knote *kn = kq__ht_head(&kq->kq_hash, hash_ident(filter, ident));
 	while (kn && (kn->kn_ident != ident || kn->kn_filter != filter))
 		kn = kn->kn_hnext;
 	return kn;
 }
 
-static int hash_grow(struct kq *kq)
-{
-	uint32_t nsize = kq->kq_hash ? (kq->kq_hmask + 1) * 2 : 64;
-	struct knote **nh = calloc(nsize, sizeof(*nh));
-	if (!nh)
-		return -ENOMEM;
-	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++) {
-		struct knote *kn = kq->kq_hash[i], *next;
-		for (; kn; kn = next) {
-			next = kn->kn_hnext;
-			uint32_t b = hash_ident(kn->kn_filter, kn->kn_ident) & (nsize - 1);
-			kn->kn_hnext = nh[b];
-			nh[b] = kn;
-		}
-	}
-	free(kq->kq_hash);
-	kq->kq_hash = nh;
-	kq->kq_hmask = nsize - 1;
-	return 0;
-}
-
 int kq__hash_insert(struct kq *kq, struct knote *kn)
 {
-	if (!kq->kq_hash || kq->kq_hcount >= kq->kq_hmask + 1) {
-		int err = hash_grow(kq);
-		if (err)
-			return err;
-	}
-	uint32_t b = hash_ident(kn->kn_filter, kn->kn_ident) & kq->kq_hmask;
-	kn->kn_hnext = kq->kq_hash[b];
-	kq->kq_hash[b] = kn;
-	kq->kq_hcount++;
-	return 0;
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
+	return kq__ht_insert(&kq->kq_hash, kn, offsetof(struct knote, kn_hnext), knote_hash);
 }
 
 void kq__hash_remove(struct kq *kq, struct knote *kn)
 {
-	struct knote **pp = &kq->kq_hash[hash_ident(kn->kn_filter, kn->kn_ident) & kq->kq_hmask];
-	while (*pp && *pp != kn)
-		pp = &(*pp)->kn_hnext;
-	if (*pp) {
-		*pp = kn->kn_hnext;
-		kq->kq_hcount--;
-	}
-	kn->kn_hnext = NULL;
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
+	kq__ht_remove(&kq->kq_hash, kn, offsetof(struct knote, kn_hnext), knote_hash(kn));
 }
 
 #define SLAB_KNOTES 256
 
 struct knote *kq__knote_alloc(struct kq *kq)
 {
-	if (!kq->kq_free) {
-		void **slabs = realloc(kq->kq_slabs, (kq->kq_nslabs + 1) * sizeof(*slabs));
-		if (!slabs)
-			return NULL;
-		kq->kq_slabs = slabs;
-		struct knote *slab = malloc(SLAB_KNOTES * sizeof(*slab));
-		if (!slab)
-			return NULL;
-		slabs[kq->kq_nslabs++] = slab;
-		for (int i = 0; i < SLAB_KNOTES; i++) {
-			slab[i].kn_hnext = kq->kq_free;
-			kq->kq_free = &slab[i];
-		}
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
+	struct kq_slab *sl = &kq->kq_kslab;
+	if (!sl->sl_size) { /* a new kqueue: kq_alloc() cleared it */
+		sl->sl_size = sizeof(struct knote);
+		sl->sl_per = SLAB_KNOTES;
+		sl->sl_next = offsetof(struct knote, kn_hnext);
 	}
-	struct knote *kn = kq->kq_free;
-	kq->kq_free = kn->kn_hnext;
-	memset(kn, 0, sizeof(*kn));
+	struct knote *kn = kq__slab_alloc(sl);
+	if (kn)
+		memset(kn, 0, sizeof(*kn));
 	return kn;
 }
 
 void kq__knote_free(struct kq *kq, struct knote *kn)
 {
+	KQ_ASSERT_LOCKED(&kq->kq_lock);
 	free(kn->kn_aux);
 	kn->kn_aux = NULL;
 	kn->kn_status = 0;
-	kn->kn_hnext = kq->kq_free;
-	kq->kq_free = kn;
+	kq__slab_free(&kq->kq_kslab, kn);
 }
 
 void kq__knote_free_all(struct kq *kq)
 {
 	/* ext blocks of live hashed knotes; fd knotes free theirs in fdtable.c */
-	for (uint32_t i = 0; kq->kq_hash && i <= kq->kq_hmask; i++)
-		for (struct knote *kn = kq->kq_hash[i]; kn; kn = kn->kn_hnext)
+	for (uint32_t i = 0; kq->kq_hash.ht_tab && i <= kq->kq_hash.ht_mask; i++)
+		for (struct knote *kn = kq->kq_hash.ht_tab[i]; kn; kn = kn->kn_hnext)
 			free(kn->kn_aux);
-	for (uint32_t i = 0; i < kq->kq_nslabs; i++)
-		free(kq->kq_slabs[i]);
-	free(kq->kq_slabs);
-	kq->kq_slabs = NULL;
-	kq->kq_nslabs = 0;
-	kq->kq_free = NULL;
+	kq__slab_destroy(&kq->kq_kslab, NULL);
 	kq->kq_head = kq->kq_tail = NULL;
 }
 
@@ -234,7 +196,7 @@ void kq__knote_copyout(const struct knote *kn, struct kevent *out)
  */
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto)
 {
-	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fe->fe_fd : kn->kn_ident;
+	uintptr_t ident = kn->kn_isfd ? (uintptr_t)kn->kn_u.fd.fe->fe_fd : kn->kn_ident;
 	for (; from < upto; from++)
 		if (from->ident == ident && from->filter == kn->kn_filter)
 			return true;

@@ -6,6 +6,8 @@
 #ifndef BATON_KQ_PRIVATE_H
 #define BATON_KQ_PRIVATE_H
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -18,10 +20,21 @@ struct kq;
 struct knote;
 struct kq_fdent;
 
+/*
+ * Debug builds check that a function that requires a lock runs with it held
+ * (by some thread: a try-lock cannot tell which, but catches a caller that
+ * forgot it).  Release builds (NDEBUG) pay nothing.
+ */
+#ifndef NDEBUG
+#define KQ_ASSERT_LOCKED(m) assert(pthread_mutex_trylock(m) == EBUSY)
+#else
+#define KQ_ASSERT_LOCKED(m) ((void)0)
+#endif
+
 /* kn_status bits */
 #define KN_ATTACHED 0x01 /* registered; cleared when removed */
 #define KN_DISABLED 0x02 /* EV_DISABLE, or EV_DISPATCH after delivery */
-#define KN_ACTIVE   0x04 /* on the ready queue (kq_ready), or pending while disabled */
+#define KN_ACTIVE   0x04 /* on the ready queue (kq_head), or pending while disabled */
 #define KN_FORCED   0x08 /* EV_FORCEONESHOT: deliver once more whatever the condition */
 #define KN_PENDING  0x10 /* fd knote: an edge came while it was disabled */
 
@@ -29,6 +42,32 @@ struct kq_fdent;
 #define KN_KEPT_FLAGS (EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
 
 struct kq_group;
+
+/* hashtab.c: an intrusive chained hash (see there); the user's lock held */
+struct kq_htab {
+	void **ht_tab;
+	uint32_t ht_mask, ht_count;
+};
+static inline void *kq__ht_head(const struct kq_htab *h, uint32_t hash)
+{
+	return h->ht_tab ? h->ht_tab[hash & h->ht_mask] : NULL;
+}
+int kq__ht_insert(struct kq_htab *h, void *obj, size_t next_off, uint32_t (*hash_of)(const void *));
+void kq__ht_remove(struct kq_htab *h, void *obj, size_t next_off, uint32_t hash);
+void kq__ht_free(struct kq_htab *h);
+
+/* slab.c: type-stable objects of one size (see there); the user's lock held */
+struct kq_slab {
+	void *sl_free;
+	void **sl_chunks;
+	uint32_t sl_nchunks, sl_per; /* chunks made, objects per chunk */
+	size_t sl_size, sl_next;     /* object size, offset of its free-list link */
+	void (*sl_init)(void *);     /* once per object, when its chunk is made */
+};
+void *kq__slab_alloc(struct kq_slab *sl);
+void kq__slab_free(struct kq_slab *sl, void *obj);
+void kq__slab_foreach(struct kq_slab *sl, void (*fn)(void *));
+void kq__slab_destroy(struct kq_slab *sl, void (*fini)(void *));
 
 /*
  * What few knotes need, kept out of struct knote so that a timer stays small:
@@ -66,13 +105,13 @@ struct knote {
 	void *kn_udata;
 	int64_t kn_sdata;                /* data given by the last change (period, lowat...) */
 	struct kn_aux *kn_aux;           /* ext[] and group membership, NULL while unused */
-	struct knote *kn_next, *kn_prev; /* kq_ready links (kq_lock) */
+	struct knote *kn_next, *kn_prev; /* ready queue links (kq_lock) */
 	struct knote *kn_hnext;          /* ident hash chain (kq_lock) */
 	short kn_filter;
 	unsigned short kn_flags; /* KN_KEPT_FLAGS subset */
 	uint32_t kn_sfflags;     /* fflags given by the last change */
 	uint16_t kn_status;
-	bool kn_queued;        /* on kq_ready (kq_lock) */
+	bool kn_queued;        /* on the ready queue (kq_lock) */
 	bool kn_isfd;          /* constant: embedded in a kq_fdent */
 	uint32_t kn_heapidx;   /* timers: index in kq_timers, UINT32_MAX if none */
 	atomic_ullong kn_seen; /* knote's lock: token of the call that last delivered it */
@@ -94,15 +133,27 @@ struct knote {
 		struct {
 			uint64_t seen; /* kq__sig_count() when last looked at */
 		} sig;
-		struct kq_fdent *fe; /* fd knotes: their table entry */
+		struct {
+			struct kq_fdent *fe; /* constant: the table entry it lives in */
+			uint32_t revents;    /* fe_lock: the report f_event looks at */
+			uint32_t mark; /* fe_lock: the filter's own (EMPTY: see filt_fdops.c) */
+		} fd;
 	} kn_u;
 };
 
 /*
  * The contract between kevent() and a filter.  Every hook runs with the
- * knote's lock held (see struct knote).  Errors are 0 / -errno.
+ * knote's lock held (see struct knote).  Errors are 0 / -errno.  An fd
+ * filter (f_events != 0) has its knotes in the fd's table entry, under
+ * fe_lock: f_attach checks the kind of file, f_event reads the report in
+ * kn_u.fd.revents (fresh from epoll or poll()).
  */
 struct filterops {
+	short f_filter; /* EVFILT_* */
+	/* fd filters: the epoll events the knote waits for; 0: not an fd filter */
+	uint32_t f_events;
+	/* fd filters: the knote needs an edge registration whatever its flags */
+	bool f_edge;
 	/* Checks a change's fflags/data before anything is touched. */
 	int (*f_validate)(const struct kevent *kev);
 	/* A new knote: set up its source (timer, signal mask...). */
@@ -127,9 +178,27 @@ extern const struct filterops kq__user_ops;
 extern const struct filterops kq__timer_ops;
 extern const struct filterops kq__signal_ops;
 extern const struct filterops kq__proc_ops;
+extern const struct filterops kq__read_ops;
+extern const struct filterops kq__write_ops;
+extern const struct filterops kq__empty_ops;
 
-/* An fd's registrations: at most one READ and one WRITE knote. */
-enum { FE_READ = 0, FE_WRITE = 1, FE_NKN = 2 };
+/* An fd's knotes: one per fd filter, in this order (kq__fd_ops[]). */
+enum { FE_READ = 0, FE_WRITE = 1, FE_EMPTY = 2, FE_NKN = 3 };
+extern const struct filterops *const kq__fd_ops[FE_NKN];
+/* The slot of an fd filter in an fd entry, -1 if filter is not one. */
+static inline int kq__fd_slot(short filter)
+{
+	switch (filter) {
+	case EVFILT_READ:
+		return FE_READ;
+	case EVFILT_WRITE:
+		return FE_WRITE;
+	case EVFILT_EMPTY:
+		return FE_EMPTY;
+	default:
+		return -1;
+	}
+}
 
 enum kq_ftype {
 	FT_UNKNOWN = 0,
@@ -162,7 +231,10 @@ struct kq_fdent {
 	atomic_uint fe_closegen;
 	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
 	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
-	uint8_t fe_wfirst; /* fe_lock; 1: WRITE goes first in the next report (it did not fit) */
+	uint8_t fe_first; /* fe_lock; the slot that goes first in the next report (it did not fit) */
+	bool fe_tcp;      /* fe_lock; a TCP socket: its send queue drains without a wake-up */
+	bool fe_draining;       /* fe_lock; on kq_drains, waiting for its send queue to drain */
+	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
 	struct knote fe_kn[FE_NKN];
 };
 
@@ -195,8 +267,7 @@ struct kq {
 	atomic_bool kq_wake_pending;     /* an eventfd wake is in flight */
 
 	/* kq_lock: hash of knotes whose ident is not an fd */
-	struct knote **kq_hash;
-	uint32_t kq_hmask, kq_hcount;
+	struct kq_htab kq_hash;
 
 	/* kq_lock: timers */
 	struct knote **kq_timers;
@@ -208,6 +279,11 @@ struct kq {
 	uint32_t kq_nwatches, kq_watchcap;
 	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
 
+	/* kq_lock: fds whose EMPTY knote waits for a TCP send queue (drain.c) */
+	int *kq_drains;
+	uint32_t kq_ndrains, kq_draincap;
+	int64_t kq_drain_at; /* when the timerfd looks at them, 0: not armed for them */
+
 	/* signals (filt_signal.c, sighook.c) */
 	_Atomic uint64_t kq_sigmask;  /* kq_lock to change: bit n-1 for a watched signal n */
 	uint32_t kq_signals[KQ_NSIG]; /* kq_lock: registrations per signal */
@@ -217,19 +293,14 @@ struct kq {
 	uint32_t kq_procusers; /* kq_lock: knotes that need kq_procfd */
 
 	/* kq_lock: knote slab */
-	struct knote *kq_free;
-	void **kq_slabs;
-	uint32_t kq_nslabs;
+	struct kq_slab kq_kslab;
 
 	struct kq_fdtable *kq_fdt; /* lock-free reads, see fdtable.c */
 
 	/* serial groups (group.c); lock order: fe_lock, kq_lock, kq_glock, g_lock */
 	pthread_mutex_t kq_glock;
-	struct kq_group **kq_ghash; /* kq_glock */
-	uint32_t kq_ghmask, kq_ghcount;
-	struct kq_group *kq_gfree; /* kq_glock: recycled groups */
-	void **kq_gslabs;          /* kq_glock */
-	uint32_t kq_ngslabs;
+	struct kq_htab kq_ghash; /* kq_glock */
+	struct kq_slab kq_gslab; /* kq_glock: groups, type-stable */
 };
 
 /* group.c: serial groups */
@@ -248,7 +319,7 @@ void kq__timer_fork(struct kq *kq);
 int kq__signal_fork(struct kq *kq);
 int kq__proc_fork(struct kq *kq);
 void kq__fd_group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *a, bool pend_a, struct knote *b, bool pend_b);
+                           struct knote *const *kn, const bool *pend, int n);
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
                                 bool pend);
 
@@ -256,7 +327,7 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
 struct kq *kq__get(int fd); /* takes a reference, NULL: EBADF */
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
-void kq__wake(struct kq *kq);                        /* a waiter should look at kq_ready (noted) */
+void kq__wake(struct kq *kq); /* a waiter should look at the ready queue (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
 extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
 extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
@@ -312,8 +383,8 @@ struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd); /* NULL if never used */
 struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
 void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
 
-/* filt_fd.c: EVFILT_READ / EVFILT_WRITE */
-int kq__fd_change(struct kq *kq, const struct kevent *kev);
+/* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
+int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot); /* kq__fd_slot() */
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
@@ -348,6 +419,13 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
 void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
+void kq__timerfd_soon(struct kq *kq, int64_t deadline); /* kq_lock held */
+
+/* drain.c: EVFILT_EMPTY on TCP sockets, looked at again from the timerfd */
+void kq__drain_wait(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
+void kq__drain_retry(struct kq *kq);                     /* the timerfd fired */
+void kq__drain_free(struct kq *kq);
+void kq__fd_drain_check(struct kq *kq, int fd);
 
 /* filt_proc.c / proc_cn.c: EVFILT_PROC (kq_lock held but where said) */
 void kq__proc_close_fds(struct kq *kq); /* no lock: the last reference (async-signal-safe) */
@@ -374,7 +452,7 @@ int64_t kq__now_ns(void);
 #define KQ_TAG_SIGNAL  3ULL
 #define KQ_TAG_INOTIFY 4ULL
 #define KQ_TAG_PROC    5ULL        /* low 32 bits: the pid whose pidfd fired, 0: the connector */
-#define KQ_GEN_MASK    0x1fffffffu /* bits of fe_gen in the epoll data */
+#define KQ_GEN_MASK    0x1fffffffu /* the 29 bits of fe_gen in the epoll data (32..60) */
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);

@@ -305,11 +305,11 @@ static void kq_release(struct kq *kq)
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
+	kq__drain_free(kq);
 	kq__knote_free_all(kq);
 	kq__fdt_destroy(kq);
-	free(kq->kq_hash);
+	kq__ht_free(&kq->kq_hash);
 	free(kq->kq_timers);
-	kq->kq_hash = NULL;
 	kq->kq_timers = NULL;
 	kq__group_destroy_all(kq);
 	pthread_mutex_destroy(&kq->kq_lock);

@@ -16,21 +16,6 @@
 
 extern char **environ;
 
-/* The fds open now, as a bitmap of the first 8192 numbers. */
-static void open_fds(unsigned char *map)
-{
-	memset(map, 0, 1024);
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL);
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		int n = atoi(e->d_name);
-		if (e->d_name[0] != '.' && n != dirfd(d) && n < 8192)
-			map[n / 8] |= (unsigned char)(1 << (n % 8));
-	}
-	closedir(d);
-}
-
 /*
  * Makes a kqueue with every kind of own descriptor it can have (a signal
  * registered, a regular file at EOF watched) and returns its number; priv
@@ -39,7 +24,7 @@ static void open_fds(unsigned char *map)
 static int kqueue_with_private(int *priv, int *npriv)
 {
 	unsigned char before[1024], after[1024];
-	open_fds(before);
+	open_fds(before, 8192);
 	int kq = kq_new();
 	KOK(kq, SIGURG, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	char path[] = "/tmp/baton_private_XXXXXX";
@@ -51,7 +36,7 @@ static int kqueue_with_private(int *priv, int *npriv)
 	kpoll(kq, ev, 4, 20); /* at EOF: watched from now on */
 	KOK(kq, (uintptr_t)file, EVFILT_READ, EV_DELETE, 0, 0, NULL);
 	close(file);
-	open_fds(after);
+	open_fds(after, 8192);
 	*npriv = 0;
 	for (int n = 0; n < 8192; n++)
 		if ((after[n / 8] & ~before[n / 8]) & (1 << (n % 8)) && n != kq)

@@ -115,18 +115,34 @@ static inline int find_ev(const struct kevent *ev, int n, uintptr_t ident,
 	return -1;
 }
 
-/* Number of open fds of this process. */
-static inline int count_fds(void)
+/*
+ * The fds open in this process (the walk's own directory fd left out): their
+ * number, and when map is given, a bitmap of those below nbits.
+ */
+static inline int open_fds(unsigned char *map, int nbits)
 {
+	if (map)
+		memset(map, 0, (size_t)(nbits + 7) / 8);
 	DIR *d = opendir("/proc/self/fd");
 	CHECK(d != NULL);
 	int n = 0;
 	struct dirent *e;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		n++;
+		if (map && fd < nbits)
+			map[fd / 8] |= (unsigned char)(1 << (fd % 8));
+	}
 	closedir(d);
-	return n - 1; /* the directory's own fd */
+	return n;
+}
+
+/* Number of open fds of this process. */
+static inline int count_fds(void)
+{
+	return open_fds(NULL, 0);
 }
 
 static inline int fd_is_open(int fd)
