@@ -597,6 +597,24 @@ void kq__vnode_inotify(struct kq *kq, const char *buf, size_t len)
 /* ---- fork and free ---- */
 
 /*
+ * fork() is coming: a KQUEUE_CPONFORK kqueue takes the events the kernel
+ * holds for it now, so that the child's copy has them as pending knotes (its
+ * inotify fd will be a new one; reading the inherited one in the child would
+ * take them from the parent).
+ */
+void kq__vnode_prefork(struct kq *kq, void *arg)
+{
+	(void)arg;
+	if (!(kq->kq_flags & KQUEUE_CPONFORK))
+		return;
+	pthread_mutex_lock(&kq->kq_lock);
+	bool watching = kq->kq_vwcount > 0;
+	pthread_mutex_unlock(&kq->kq_lock);
+	if (watching)
+		kq__file_changed(kq);
+}
+
+/*
  * KQUEUE_CPONFORK child: the inherited inotify fd is the parent's; each
  * watch is made again on the child's, through a knote's fd (inherited).
  * A watch that cannot be made again is left dead: its knotes stay, silent.

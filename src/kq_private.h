@@ -336,9 +336,10 @@ uint32_t kq__file_wd_mask(struct kq *kq, int wd); /* what filewatch asks of wd (
 /* filt_vnode.c: EVFILT_VNODE over the kqueue's inotify fd */
 void kq__vnode_inotify(struct kq *kq, const char *buf, size_t len); /* kq_lock held */
 bool kq__vnode_has_wd(struct kq *kq, int wd);                       /* kq_lock held */
-void kq__vnode_close(struct kq *kq, int fd); /* close() outside a signal handler */
-void kq__vnode_fork(struct kq *kq);          /* KQUEUE_CPONFORK child: new inotify */
-void kq__vnode_free(struct kq *kq);          /* kq_release: no lock */
+void kq__vnode_close(struct kq *kq, int fd);      /* close() outside a signal handler */
+void kq__vnode_prefork(struct kq *kq, void *arg); /* fork(), in the parent, first */
+void kq__vnode_fork(struct kq *kq);               /* KQUEUE_CPONFORK child: new inotify */
+void kq__vnode_free(struct kq *kq);               /* kq_release: no lock */
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);

@@ -408,6 +408,7 @@ static void kq_child_atfork(void);
  */
 static void kq_prepare_atfork(void)
 {
+	kq__foreach(kq__vnode_prefork, NULL); /* before any lock of ours is held */
 	KQ_ENTER();
 	pthread_mutex_lock(&kq_global);
 }

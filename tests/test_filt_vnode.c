@@ -346,7 +346,19 @@ static void read_at_eof_and_vnode_together(void)
 	vn_write(w, "de");
 	ev = EXPECT_ONE(kq, (uintptr_t)r, EVFILT_READ, 1000);
 	CHECK_EQ(ev.data, 2);
-	/* and the other way round */
+	/* and the other way round: a READ watch made after the VNODE one */
+	close(r);
+	r = open(vn_path("f"), O_RDONLY);
+	CHECK(r >= 0);
+	VN_ADD(kq, r, NOTE_OPEN);
+	KOK(kq, (uintptr_t)r, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+	ev = EXPECT_ONE(kq, (uintptr_t)r, EVFILT_READ, 1000);
+	read_n(r, 5);
+	EXPECT_NONE(kq, 20); /* at EOF: watched now */
+	o = open(vn_path("f"), O_RDONLY);
+	close(o);
+	VN_EXPECT(kq, r, NOTE_OPEN);
+	KOK(kq, (uintptr_t)r, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
 	VN_ADD(kq, r, NOTE_WRITE);
 	KOK(kq, (uintptr_t)r, EVFILT_READ, EV_DELETE, 0, 0, NULL);
 	vn_write(w, "f");
