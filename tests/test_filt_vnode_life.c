@@ -9,10 +9,92 @@
  */
 #include "vnode_util.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
+/*
+ * The inotify watches this process holds, from /proc/self/fdinfo; with
+ * ino != 0, the mask of the watch of that inode instead (0: none).
+ */
+static unsigned long inotify_scan(unsigned long ino)
+{
+	DIR *d = opendir("/proc/self/fd");
+	CHECK(d != NULL);
+	unsigned long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char path[300], link[64], line[256];
+		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(path, link, sizeof link - 1);
+		if (len < 0)
+			continue;
+		link[len] = 0;
+		if (strcmp(link, "anon_inode:inotify") != 0)
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof line, f)) {
+			unsigned long wino, mask;
+			if (strncmp(line, "inotify wd:", 11) != 0)
+				continue;
+			n += ino == 0;
+			const char *pi = strstr(line, " ino:"), *pm = strstr(line, " mask:");
+			if (ino && pi && pm && sscanf(pi, " ino:%lx", &wino) == 1 &&
+			    sscanf(pm, " mask:%lx", &mask) == 1 && wino == ino)
+				n = mask;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+static int inotify_watches(void)
+{
+	return (int)inotify_scan(0);
+}
+
+/* The kernel's watch lives as long as a knote needs it, no longer. */
+static void watches_follow_the_knotes(void)
+{
+	vn_scratch();
+	int kq = kq_new(), fd = vn_create("f");
+	int dup_of = open(vn_path("f"), O_RDONLY);
+	CHECK(dup_of >= 0);
+	int base = inotify_watches();
+	VN_ADD(kq, fd, NOTE_WRITE);
+	CHECK_EQ(inotify_watches(), base + 1);
+	VN_ADD(kq, dup_of, NOTE_ATTRIB); /* the same inode: the same watch */
+	CHECK_EQ(inotify_watches(), base + 1);
+	/* only the events asked for, and less once a knote asks for less */
+	struct stat st;
+	CHECK_EQ(fstat(fd, &st), 0);
+	unsigned long ino = st.st_ino;
+	CHECK((inotify_scan(ino) & (IN_MODIFY | IN_ATTRIB)) == (IN_MODIFY | IN_ATTRIB));
+	CHECK((inotify_scan(ino) & (IN_OPEN | IN_ACCESS | IN_CLOSE)) == 0);
+	VN_ADD(kq, dup_of, NOTE_OPEN | NOTE_READ);
+	CHECK((inotify_scan(ino) & (IN_OPEN | IN_ACCESS)) == (IN_OPEN | IN_ACCESS));
+	KOK(kq, (uintptr_t)dup_of, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
+	CHECK_EQ(inotify_watches(), base + 1);
+	CHECK((inotify_scan(ino) & (IN_OPEN | IN_ACCESS | IN_ATTRIB)) == 0);
+	CHECK(inotify_scan(ino) & IN_MODIFY);
+	/* close() removes the knote at once, and with it the watch */
+	CHECK_EQ(close(fd), 0);
+	CHECK_EQ(inotify_watches(), base);
+	VN_ADD(kq, dup_of, NOTE_WRITE);
+	CHECK_EQ(inotify_watches(), base + 1);
+	KOK(kq, (uintptr_t)dup_of, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
+	CHECK_EQ(inotify_watches(), base);
+	close(dup_of);
+	close(kq);
+	vn_cleanup();
+}
 
 static void close_removes_the_knote(void)
 {
@@ -206,7 +288,7 @@ static void queue_overflow_loses_nothing(void)
 	int grow = vn_create("grow");
 	int r = open(vn_path("grow"), O_RDONLY);
 	CHECK(r >= 0);
-	VN_ADD(kq, noisy, NOTE_OPEN);
+	VN_ADD(kq, noisy, NOTE_OPEN | NOTE_CLOSE);
 	VN_ADD(kq, quiet, NOTE_WRITE | NOTE_DELETE);
 	KOK(kq, (uintptr_t)r, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(9));
 	EXPECT_NONE(kq, 20); /* the READ knote at EOF now waits on inotify */
@@ -221,7 +303,7 @@ static void queue_overflow_loses_nothing(void)
 	CHECK_EQ(n, 3);
 	int i = find_ev(ev, n, (uintptr_t)noisy, EVFILT_VNODE);
 	CHECK(i >= 0);
-	CHECK_EQ(ev[i].fflags, NOTE_OPEN);
+	CHECK_EQ(ev[i].fflags, NOTE_OPEN | NOTE_CLOSE);
 	i = find_ev(ev, n, (uintptr_t)quiet, EVFILT_VNODE);
 	CHECK(i >= 0);
 	CHECK_EQ(ev[i].fflags, NOTE_WRITE); /* not NOTE_DELETE: still linked */
@@ -241,6 +323,7 @@ static void queue_overflow_loses_nothing(void)
 
 int main(void)
 {
+	RUN(watches_follow_the_knotes);
 	RUN(close_removes_the_knote);
 	RUN(unseen_close_then_add_watches_the_new_file);
 	RUN(closed_in_a_handler_during_kevent);
