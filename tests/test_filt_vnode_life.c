@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -263,6 +264,33 @@ static void cponfork_child_keeps_watching(void)
 	vn_cleanup();
 }
 
+/* No fd left for the inotify instance: a clear error, nothing half-made. */
+static void out_of_fds_is_a_clear_error(void)
+{
+	vn_scratch();
+	int kq = kq_new(), fd = vn_create("f");
+	struct rlimit old, low;
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 64;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int taken[64], ntaken = 0, t;
+	while ((t = dup(0)) >= 0) /* every free number below the limit */
+		taken[ntaken++] = t;
+	CHECK_EQ(errno, EMFILE);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD, NOTE_WRITE, 0), EMFILE);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_VNODE, EV_DELETE, 0, 0), ENOENT);
+	while (ntaken > 0)
+		close(taken[--ntaken]);
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+	VN_ADD(kq, fd, NOTE_WRITE);
+	vn_write(fd, "x");
+	VN_EXPECT(kq, fd, NOTE_WRITE);
+	close(fd);
+	close(kq);
+	vn_cleanup();
+}
+
 static long max_queued_events(void)
 {
 	FILE *f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
@@ -329,6 +357,7 @@ int main(void)
 	RUN(closed_in_a_handler_during_kevent);
 	RUN(two_kqueues_each_get_the_event);
 	RUN(cponfork_child_keeps_watching);
+	RUN(out_of_fds_is_a_clear_error);
 	RUN(queue_overflow_loses_nothing);
 	return 0;
 }
