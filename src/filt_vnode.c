@@ -290,6 +290,7 @@ static int vn_watch(struct kq *kq, struct knote *kn, int fd, const struct stat *
 	w->w_mask |= mask;
 	w->w_kn[w->w_nkn++] = kn;
 	kn->kn_u.vn.w = w;
+	atomic_fetch_add_explicit(&kq->kq_nvnode, 1, memory_order_relaxed);
 	return 0;
 nomem:
 	if (fresh) {
@@ -328,6 +329,7 @@ static void vn_detach(struct kq *kq, struct knote *kn)
 	if (!w)
 		return;
 	kn->kn_u.vn.w = NULL;
+	atomic_fetch_sub_explicit(&kq->kq_nvnode, 1, memory_order_relaxed);
 	for (uint32_t i = 0; i < w->w_nkn; i++) {
 		if (w->w_kn[i] == kn) {
 			w->w_kn[i] = w->w_kn[--w->w_nkn];
@@ -423,9 +425,15 @@ static void vn_drop(struct kq *kq, struct knote *kn)
 	kq__knote_free(kq, kn);
 }
 
-/* close(fd) outside a signal handler: its knote goes now (I4). */
+/*
+ * close(fd) outside a signal handler: its knote goes now (I4).  A kqueue
+ * without VNODE knotes costs the close nothing more: one that is being
+ * added meanwhile saw fe_closegen move and goes at its next look.
+ */
 void kq__vnode_close(struct kq *kq, int fd)
 {
+	if (!atomic_load_explicit(&kq->kq_nvnode, memory_order_relaxed))
+		return;
 	pthread_mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, EVFILT_VNODE, (uintptr_t)fd);
 	if (kn)

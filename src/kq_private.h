@@ -212,6 +212,7 @@ struct kq {
 	/* kq_lock: EVFILT_VNODE watches by inotify wd (filt_vnode.c) */
 	struct kq_vwatch **kq_vwatch;
 	uint32_t kq_vwmask, kq_vwcount;
+	atomic_uint kq_nvnode; /* kq_lock to change: VNODE knotes (the close hook skips none) */
 
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
