@@ -49,14 +49,15 @@
 #define IN_NAMESPACE (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
 
 struct kq_vwatch {
-	int w_wd;                 /* kq_lock; -1 once the kernel dropped the watch */
-	uint32_t w_mask;          /* kq_lock: the events our knotes asked of the kernel */
-	uint64_t w_dev, w_ino;    /* constant: the inode */
-	uint64_t w_nlink;         /* kq_lock: link count last seen */
-	int64_t w_size;           /* kq_lock: size last seen */
-	struct knote **w_kn;      /* kq_lock: the knotes on this inode */
-	uint32_t w_nkn, w_cap;    /* kq_lock */
-	struct kq_vwatch *w_next; /* kq_lock: hash chain (kq_vwatch) */
+	int w_wd;                   /* kq_lock; -1 once the kernel dropped the watch */
+	uint32_t w_mask;            /* kq_lock: the events our knotes asked of the kernel */
+	uint64_t w_dev, w_ino;      /* constant: the inode */
+	uint64_t w_nlink;           /* kq_lock: link count last seen */
+	int64_t w_size;             /* kq_lock: size last seen */
+	bool w_nlink_ok, w_size_ok; /* kq_lock: kept up to date since (else: look again) */
+	struct knote **w_kn;        /* kq_lock: the knotes on this inode */
+	uint32_t w_nkn, w_cap;      /* kq_lock */
+	struct kq_vwatch *w_next;   /* kq_lock: hash chain (kq_vwatch) */
 };
 
 /* The inotify events that tell the notes in ff. */
@@ -258,6 +259,19 @@ static struct kq_vwatch *vn_new_watch(struct kq *kq, int wd, const struct stat *
 	return w;
 }
 
+/*
+ * Link count and size that nobody kept up to date (no knote asked for the
+ * notes they tell) start again from the file as it is now.
+ */
+static void vn_baseline(struct kq_vwatch *w, const struct stat *st)
+{
+	if (!w->w_size_ok)
+		w->w_size = st->st_size;
+	if (!w->w_nlink_ok)
+		w->w_nlink = st->st_nlink;
+	w->w_size_ok = w->w_nlink_ok = true;
+}
+
 /* Puts kn on the watch of the inode fd names (kq_lock held). */
 static int vn_watch(struct kq *kq, struct knote *kn, int fd, const struct stat *st)
 {
@@ -282,11 +296,7 @@ static int vn_watch(struct kq *kq, struct knote *kn, int fd, const struct stat *
 		w->w_kn = a;
 		w->w_cap = cap;
 	}
-	/* Changes to what nobody watched start from the file as it is now. */
-	if (!(w->w_mask & IN_MODIFY))
-		w->w_size = st->st_size;
-	if (!(w->w_mask & IN_ATTRIB))
-		w->w_nlink = st->st_nlink;
+	vn_baseline(w, st);
 	w->w_mask |= mask;
 	w->w_kn[w->w_nkn++] = kn;
 	kn->kn_u.vn.w = w;
@@ -353,23 +363,20 @@ static int vn_touch(struct kq *kq, struct knote *kn, const struct kevent *kev)
 	struct kq_vwatch *w = kn->kn_u.vn.w;
 	if (!(kev->flags & EV_ADD) || w->w_wd < 0)
 		return 0;
+	struct stat st;
+	if (!vn_names((int)kn->kn_ident, w, &st))
+		return -EBADF; /* f_gone checked it: closed since */
+	vn_baseline(w, &st);   /* it may ask for NOTE_EXTEND now */
 	uint32_t mask = vn_mask(kn->kn_sfflags);
 	if (!(mask & ~w->w_mask)) {
 		vn_shrink(kq, w);
 		return 0;
 	}
-	struct stat st;
-	if (!vn_names((int)kn->kn_ident, w, &st))
-		return -EBADF; /* f_gone checked it: closed since */
 	char path[40];
 	fd_path(path, sizeof(path), (int)kn->kn_ident);
 	int wd = inotify_add_watch(kq->kq_inofd, path, mask | IN_MASK_ADD);
 	if (wd < 0)
 		return -errno;
-	if (!(w->w_mask & IN_MODIFY))
-		w->w_size = st.st_size;
-	if (!(w->w_mask & IN_ATTRIB))
-		w->w_nlink = st.st_nlink;
 	w->w_mask |= mask;
 	return 0;
 }
@@ -489,6 +496,7 @@ static uint32_t vn_compare(struct kq *kq, struct kq_vwatch *w, bool links, bool 
 		else if ((uint64_t)st.st_nlink > w->w_nlink)
 			n |= NOTE_LINK;
 		w->w_nlink = st.st_nlink;
+		w->w_nlink_ok = true;
 	}
 	if (size) {
 		if (st.st_size > w->w_size)
@@ -496,6 +504,7 @@ static uint32_t vn_compare(struct kq *kq, struct kq_vwatch *w, bool links, bool 
 		else if (st.st_size < w->w_size)
 			n |= NOTE_ATTRIB; /* a truncation: FreeBSD's setattr */
 		w->w_size = st.st_size;
+		w->w_size_ok = true;
 	}
 	return n;
 }
@@ -537,8 +546,18 @@ static uint32_t vn_notes(struct kq *kq, struct kq_vwatch *w, const char *buf, si
 	uint32_t m = ev->mask, n = 0;
 	if (ev->len > 0) /* about an entry of the watched directory */
 		return (m & IN_NAMESPACE) ? vn_dir_notes(buf, len, ev) : 0;
-	if (m & (IN_MODIFY | IN_ATTRIB))
-		n |= vn_compare(kq, w, m & IN_ATTRIB, m & IN_MODIFY);
+	if (m & (IN_MODIFY | IN_ATTRIB)) {
+		/* An fstat only when some knote needs what it tells. */
+		uint32_t want = 0;
+		for (uint32_t i = 0; i < w->w_nkn; i++)
+			want |= w->w_kn[i]->kn_sfflags;
+		bool links = (m & IN_ATTRIB) && (want & (NOTE_DELETE | NOTE_LINK | NOTE_ATTRIB));
+		bool size = (m & IN_MODIFY) && (want & (NOTE_EXTEND | NOTE_ATTRIB));
+		w->w_nlink_ok &= links || !(m & IN_ATTRIB);
+		w->w_size_ok &= size || !(m & IN_MODIFY);
+		if (links || size)
+			n |= vn_compare(kq, w, links, size);
+	}
 	if (m & IN_MODIFY)
 		n |= NOTE_WRITE;
 	if ((m & IN_ATTRIB) && !(n & (NOTE_DELETE | NOTE_LINK)))

@@ -33,6 +33,39 @@ static void note_write_and_extend(void)
 	vn_cleanup();
 }
 
+/* NOTE_EXTEND asked for later measures from the size the file has then. */
+static void extend_asked_later_starts_from_now(void)
+{
+	vn_scratch();
+	int kq = kq_new(), fd = vn_create("f");
+	VN_ADD(kq, fd, NOTE_WRITE);
+	vn_write(fd, "grown while nobody asked for NOTE_EXTEND");
+	VN_EXPECT(kq, fd, NOTE_WRITE);
+	VN_ADD(kq, fd, NOTE_WRITE | NOTE_EXTEND);
+	CHECK_EQ(pwrite(fd, "G", 1, 0), 1);
+	VN_EXPECT(kq, fd, NOTE_WRITE);
+	vn_write(fd, "+");
+	VN_EXPECT(kq, fd, NOTE_WRITE | NOTE_EXTEND);
+	/* a second fd's knote likewise */
+	int b = open(vn_path("f"), O_RDONLY);
+	CHECK(b >= 0);
+	KOK(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, UD(fd));
+	vn_write(fd, "more");
+	VN_EXPECT(kq, fd, NOTE_WRITE);
+	VN_ADD(kq, b, NOTE_EXTEND | NOTE_LINK);
+	CHECK_EQ(pwrite(fd, "H", 1, 0), 1);
+	VN_EXPECT(kq, fd, NOTE_WRITE);
+	vn_write(fd, "!");
+	struct kevent ev[4];
+	int n = kpoll(kq, ev, 4, 1000);
+	CHECK_EQ(n, 2);
+	CHECK_EQ(ev[find_ev(ev, n, (uintptr_t)b, EVFILT_VNODE)].fflags, NOTE_EXTEND);
+	close(b);
+	close(fd);
+	close(kq);
+	vn_cleanup();
+}
+
 static void note_attrib(void)
 {
 	vn_scratch();
@@ -372,6 +405,7 @@ static void read_at_eof_and_vnode_together(void)
 int main(void)
 {
 	RUN(note_write_and_extend);
+	RUN(extend_asked_later_starts_from_now);
 	RUN(note_attrib);
 	RUN(note_link_and_delete);
 	RUN(unlinked_file_keeps_reporting);
