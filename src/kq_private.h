@@ -42,6 +42,7 @@ struct kq_fdent;
 #define KN_KEPT_FLAGS (EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
 
 struct kq_group;
+struct kq_vwatch;
 
 /* hashtab.c: an intrusive chained hash (see there); the user's lock held */
 struct kq_htab {
@@ -138,6 +139,11 @@ struct knote {
 			uint32_t revents;    /* fe_lock: the report f_event looks at */
 			uint32_t mark; /* fe_lock: the filter's own (EMPTY: see filt_fdops.c) */
 		} fd;
+		struct {
+			struct kq_vwatch *w; /* the inode's watch (filt_vnode.c) */
+			uint32_t fflags;     /* NOTE_* seen since the last delivery */
+			uint32_t closegen;   /* the fd entry's fe_closegen at attach */
+		} vn;
 	} kn_u;
 };
 
@@ -172,6 +178,13 @@ struct filterops {
 	bool (*f_event)(struct kq *kq, struct knote *kn, struct kevent *out);
 	/* After delivery: reset state for EV_CLEAR (NULL: nothing). */
 	void (*f_clear)(struct kq *kq, struct knote *kn);
+	/*
+	 * Is the knote's source gone (its fd closed where no lock could be
+	 * taken)?  Then it is dropped unseen, as if removed at the close.
+	 * kev is the change about to apply to it, NULL at delivery.
+	 * NULL: never.
+	 */
+	bool (*f_gone)(struct kq *kq, struct knote *kn, const struct kevent *kev);
 };
 
 extern const struct filterops kq__user_ops;
@@ -181,6 +194,7 @@ extern const struct filterops kq__proc_ops;
 extern const struct filterops kq__read_ops;
 extern const struct filterops kq__write_ops;
 extern const struct filterops kq__empty_ops;
+extern const struct filterops kq__vnode_ops;
 
 /* An fd's knotes: one per fd filter, in this order (kq__fd_ops[]). */
 enum { FE_READ = 0, FE_WRITE = 1, FE_EMPTY = 2, FE_NKN = 3 };
@@ -291,6 +305,10 @@ struct kq {
 	atomic_bool kq_sigdirty;      /* a watched signal was recorded: look at the counts */
 
 	uint32_t kq_procusers; /* kq_lock: knotes that need kq_procfd */
+
+	/* kq_lock: EVFILT_VNODE watches by inotify wd (filt_vnode.c) */
+	struct kq_htab kq_vwatch;
+	atomic_uint kq_nvnode; /* kq_lock to change: VNODE knotes (the close hook skips none) */
 
 	/* kq_lock: knote slab */
 	struct kq_slab kq_kslab;
@@ -436,6 +454,17 @@ void kq__proc_cn_put(struct kq *kq);
 int kq__proc_cn_fork(struct kq *kq);   /* a fork copy: a socket of its own */
 void kq__proc_cn_read(struct kq *kq);  /* no lock held */
 void kq__proc_cn_drain(struct kq *kq); /* what the connector holds now */
+
+int kq__inotify_fd(struct kq *kq);                /* made when first needed (kq_lock held) */
+uint32_t kq__file_wd_mask(struct kq *kq, int wd); /* what filewatch asks of wd (kq_lock) */
+
+/* filt_vnode.c: EVFILT_VNODE over the kqueue's inotify fd */
+void kq__vnode_inotify(struct kq *kq, const char *buf, size_t len); /* kq_lock held */
+bool kq__vnode_has_wd(struct kq *kq, int wd);                       /* kq_lock held */
+void kq__vnode_close(struct kq *kq, int fd);      /* close() outside a signal handler */
+void kq__vnode_prefork(struct kq *kq, void *arg); /* fork(), in the parent, first */
+void kq__vnode_fork(struct kq *kq);               /* KQUEUE_CPONFORK child: new inotify */
+void kq__vnode_free(struct kq *kq);               /* kq_release: no lock */
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);
