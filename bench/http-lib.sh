@@ -41,7 +41,8 @@ http_wait_port() {
 # $HTTP_TMP/NAME/nginx.conf.  Static files (sendfile on, access log off,
 # keep-alive requests without limit) or, with UPSTREAM_PORT, proxy_pass to it
 # with an upstream keep-alive pool.  Timeouts come from $HTTP_IDLE (seconds,
-# default 120): keep-alive and client header timeout.
+# default 120): keep-alive and client header timeout.  Under $HTTP_PRLIMIT
+# the workers keep the limit they are given (no worker_rlimit_nofile).
 http_nginx_conf() {
 	local name=$1 workers=$2 port=$3 root=$4 up=${5:-} d=$HTTP_TMP/$1 idle=${HTTP_IDLE:-120}
 	local loc
@@ -55,7 +56,7 @@ http_nginx_conf() {
 	cat >"$d/nginx.conf" <<EOF
 user root;
 worker_processes $workers;
-worker_rlimit_nofile 20000;
+$([ -z "${HTTP_PRLIMIT:-}" ] && echo "worker_rlimit_nofile 20000;")
 pid $d/nginx.pid;
 error_log $d/error.log;
 daemon off;

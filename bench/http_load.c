@@ -20,7 +20,9 @@
  * goes to stdout.  Exit status 0 even when errors were counted: the caller
  * decides what is a failure from the counters.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "common.h"
 
 #include <arpa/inet.h>
