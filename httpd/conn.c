@@ -1,0 +1,383 @@
+/*
+ * A client connection on the kqueue: reading request heads, writing
+ * responses, timeouts, teardown.
+ *
+ * Knotes: READ and WRITE (level, NOTE_NODATA) and an idle TIMER (ident =
+ * the connection's id), all EV_SERIAL with group id = that id.  Exactly one
+ * of READ and WRITE is enabled: READ while the connection waits for a
+ * request, WRITE while a response is blocked (so unread pipelined requests
+ * cannot make READ fire in a loop).  The enabled one's EV_ENABLE is the
+ * release, the last change for this connection before the next wait.
+ *
+ * Level READ lets a turn read once and stop: if more is queued, READ fires
+ * again, so there is no read() that only says EAGAIN on the usual path.
+ *
+ * The timer is periodic (min of the idle and header timeouts) and only
+ * compares clocks when it fires, so activity costs no timer change.  At a
+ * graceful stop the stopping thread hands every connection its timer with
+ * EV_FORCEONESHOT (ident from a registry indexed by fd): it arrives after
+ * the owner's release, to whoever then owns the connection, which closes it
+ * if idle or marks it draining.  A forced timer is gone after it fires; the
+ * owner adds it back.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RBUF_INITIAL   2048
+#define TURN_MAX_BYTES (1 << 20) /* then let other connections have the thread */
+
+atomic_bool http_stopping;
+atomic_int http_live_conns;
+
+/* fd -> id of its connection (0: none): how the stopping thread finds the
+ * timers to force.  Written by the connection's owner, read by the stopper;
+ * an id is never reused, so a stale one only gets ENOENT. */
+static _Atomic uint64_t *registry;
+static int registry_size;
+static _Atomic uint64_t next_id = HTTP_CONN_ID0;
+
+void http_conn_registry_init(int maxfd)
+{
+	registry_size = maxfd;
+	registry = calloc((size_t)maxfd, sizeof(*registry));
+}
+
+static int timer_period_ms(void)
+{
+	int p = http_cfg.idle_timeout_ms;
+	return http_cfg.header_timeout_ms < p ? http_cfg.header_timeout_ms : p;
+}
+
+struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
+{
+	struct http_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->kind = HTTP_KIND_CONN;
+	c->fd = fd;
+	c->id = atomic_fetch_add(&next_id, 1);
+	c->out.file = -1;
+	http_out_reset(&c->out);
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer,
+		          sizeof(c->peer));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer,
+		          sizeof(c->peer));
+	c->last_active_ms = http_now_ms();
+	if (fd < registry_size)
+		atomic_store(&registry[fd], c->id);
+	atomic_fetch_add(&http_live_conns, 1);
+	return c;
+}
+
+/* The owner ends the connection.  Deleting the knotes before close() orders
+ * the close after Baton's last use of them (see README, ThreadSanitizer). */
+static void teardown(struct http_worker *w, struct http_conn *c)
+{
+	struct kevent del[3];
+	int n = 0;
+	if (c->fd < registry_size)
+		atomic_store(&registry[c->fd], 0);
+	if (c->px)
+		http_proxy_free(c);
+	if (c->registered) {
+		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_READ, EV_DELETE, 0, 0);
+		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_WRITE, EV_DELETE, 0, 0);
+	}
+	if (c->timer_on) /* last: the others exist for sure, an error stops the list */
+		http_member(&del[n++], c, c->id, EVFILT_TIMER, EV_DELETE, 0, 0);
+	if (n && kevent(http_kq, del, n, NULL, 0, NULL) < 0)
+		http_error_log("kevent (teardown): %s", strerror(errno));
+	close(c->fd);
+	http_out_reset(&c->out);
+	free(c->rbuf);
+	free(c);
+	if (atomic_fetch_sub(&http_live_conns, 1) == 1 && atomic_load(&http_stopping)) {
+		struct kevent ev;
+		EV_SET(&ev, HTTP_STOP_EVENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+		http_push(w, &ev);
+	}
+}
+
+/* Writes what it can of the response: 1 all out, 0 blocked, -1 failed. */
+static int flush_out(struct http_conn *c)
+{
+	struct http_out *o = &c->out;
+	int64_t budget = TURN_MAX_BYTES;
+	while (o->cur < o->nseg) {
+		struct http_seg *s = &o->seg[o->cur];
+		ssize_t n;
+		if (budget <= 0)
+			return 0;
+		if (s->file) {
+			off_t off = s->off;
+			n = sendfile(c->fd, o->file, &off,
+			             (size_t)(s->len < budget ? s->len : budget));
+			if (n == 0)
+				return -1; /* the file shrank under us */
+		} else {
+			struct iovec iov[8];
+			int k = 0, i = o->cur;
+			for (; i < o->nseg && !o->seg[i].file && k < 8; i++, k++)
+				iov[k] = (struct iovec){o->buf + o->seg[i].off,
+				                        (size_t)o->seg[i].len};
+			struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+			/* A file follows: MSG_MORE lets the head and its start share a packet. */
+			n = sendmsg(c->fd, &m, MSG_NOSIGNAL | (i < o->nseg ? MSG_MORE : 0));
+		}
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		budget -= n;
+		while (n > 0) { /* advance over what went out */
+			s = &o->seg[o->cur];
+			int64_t take = n < s->len ? n : s->len;
+			s->off += take;
+			s->len -= take;
+			n -= take;
+			if (s->len == 0)
+				o->cur++;
+		}
+	}
+	http_out_reset(o);
+	return 1;
+}
+
+static void log_request(struct http_conn *c, const struct http_request *req, int status,
+                        int64_t bytes)
+{
+	if (!http_access_log_on())
+		return;
+	struct http_access a = {.peer = c->peer, .status = status, .bytes = bytes, .minor = 1};
+	if (req) {
+		a.method = req->method_name;
+		a.target = req->target;
+		a.referer = req->referer;
+		a.user_agent = req->user_agent;
+		a.minor = req->minor;
+	}
+	http_access_log(&a);
+}
+
+/* A request we refuse before understanding it: the stream is unusable. */
+static void refuse(struct http_worker *w, struct http_conn *c, int status)
+{
+	c->close_after = true;
+	http_out_reset(&c->out);
+	if (http_out_simple(w, c, NULL, status, NULL) == 0)
+		log_request(c, NULL, status, 0);
+	c->rlen = 0;
+}
+
+/* The head at rbuf[0, head_len) is complete: answer it. */
+static void answer(struct http_worker *w, struct http_conn *c, struct http_request *req,
+                   size_t head_len)
+{
+	const struct http_proxy_route *rt = http_cfg.nroutes ? http_proxy_route_for(req) : NULL;
+	if (rt) {
+		int status = http_proxy_start(w, c, req, rt, head_len);
+		if (status > 0) { /* refused before reaching the upstream */
+			http_out_reset(&c->out);
+			http_out_simple(w, c, req, status, NULL);
+			log_request(c, req, status, 0);
+		}
+		return;
+	}
+	int64_t bytes;
+	int status = http_static_respond(w, c, req, &bytes);
+	if (status < 0) {
+		refuse(w, c, 500);
+		return;
+	}
+	log_request(c, req, status, bytes);
+	memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
+	c->rlen -= head_len;
+}
+
+/* Parses what is buffered: true if a response (or a refusal) was made. */
+static bool parse_next(struct http_worker *w, struct http_conn *c)
+{
+	struct http_limits lim = {http_cfg.max_header_bytes, http_cfg.max_headers};
+	struct http_request req = {.headers = w->headers};
+	if (c->rlen == 0)
+		return false;
+	int n = http_parse_request(c->rbuf, c->rlen, &c->scanned, &lim, &req);
+	if (n == 0) {
+		if (!c->head_start_ms)
+			c->head_start_ms = http_now_ms();
+		return false;
+	}
+	c->head_start_ms = 0;
+	c->scanned = 0;
+	if (n < 0)
+		refuse(w, c, -n);
+	else
+		answer(w, c, &req, (size_t)n);
+	return true;
+}
+
+/* One recv(): 1 got bytes (all it asked for: more may wait), 2 got fewer, 0 EAGAIN, -1 EOF/error. */
+static int fill(struct http_conn *c)
+{
+	if (c->rlen == c->rcap) {
+		size_t cap = c->rcap ? c->rcap * 2 : RBUF_INITIAL;
+		if (cap > http_cfg.max_header_bytes)
+			cap = http_cfg.max_header_bytes;
+		char *p = cap > c->rcap ? realloc(c->rbuf, cap) : NULL;
+		if (!p)
+			return -1;
+		c->rbuf = p;
+		c->rcap = cap;
+	}
+	size_t want = c->rcap - c->rlen;
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, want, 0);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	if (n == 0)
+		return -1;
+	c->rlen += (size_t)n;
+	c->last_active_ms = http_now_ms();
+	return (size_t)n == want ? 1 : 2;
+}
+
+/*
+ * Moves the connection as far as it goes now.  Returns 1 if it waits for
+ * READ, 2 if for WRITE, 0 if it was torn down.
+ */
+static int drive(struct http_worker *w, struct http_conn *c)
+{
+	bool may_read = true;
+	for (;;) {
+		if (c->px) {
+			http_proxy_event(w, c);
+			if (c->px) /* still proxying: the proxy chose the knotes */
+				return 1;
+		}
+		if (c->out.nseg) {
+			int r = flush_out(c);
+			if (r < 0)
+				goto down;
+			if (r == 0)
+				return 2;
+			c->last_active_ms = http_now_ms();
+		}
+		if (c->close_after)
+			goto down;
+		if (parse_next(w, c))
+			continue;
+		if (c->draining && c->rlen == 0)
+			goto down;
+		if (!may_read)
+			return 1;
+		int r = fill(c);
+		if (r < 0)
+			goto down;
+		if (r == 0)
+			return 1;
+		may_read = r == 1;
+	}
+down:
+	teardown(w, c);
+	return 0;
+}
+
+/* Queues the connection's knote changes, the release last. */
+static void release(struct http_worker *w, struct http_conn *c, bool want_write)
+{
+	struct kevent ch;
+	unsigned nodata = 0;
+#ifdef NOTE_NODATA
+	nodata = NOTE_NODATA;
+#endif
+	if (!c->timer_on) {
+		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, timer_period_ms(), 0);
+		http_push(w, &ch);
+		c->timer_on = true;
+	}
+	if (!c->registered) { /* nobody holds a new connection's group: adding is enough */
+		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_WRITE,
+		            EV_ADD | (want_write ? 0 : EV_DISABLE), 0, nodata);
+		http_push(w, &ch);
+		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_READ,
+		            EV_ADD | (want_write ? EV_DISABLE : 0), 0, nodata);
+		http_push(w, &ch);
+		c->registered = true;
+		c->write_on = want_write;
+		return;
+	}
+	if (want_write != c->write_on) {
+		http_member(&ch, c, (uintptr_t)c->fd, want_write ? EVFILT_READ : EVFILT_WRITE,
+		            EV_DISABLE, 0, 0);
+		http_push(w, &ch);
+		c->write_on = want_write;
+	}
+	http_member(&ch, c, (uintptr_t)c->fd, want_write ? EVFILT_WRITE : EVFILT_READ, EV_ENABLE, 0,
+	            0);
+	http_push(w, &ch);
+}
+
+void http_conn_start(struct http_worker *w, struct http_conn *c)
+{
+	if (atomic_load(&http_stopping))
+		c->draining = true;
+	int r = drive(w, c);
+	if (r)
+		release(w, c, r == 2);
+}
+
+/* Timer: 408 for a head arriving too slowly, close when idle too long. */
+static bool timed_out(struct http_worker *w, struct http_conn *c)
+{
+	int64_t now = http_now_ms();
+	if (c->head_start_ms && now - c->head_start_ms >= http_cfg.header_timeout_ms &&
+	    !c->out.nseg) {
+		refuse(w, c, 408);
+		flush_out(c); /* one try: the client is slow anyway */
+		return true;
+	}
+	return now - c->last_active_ms >= http_cfg.idle_timeout_ms && !c->px;
+}
+
+void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced)
+{
+	if (forced)
+		c->timer_on = false; /* a forced oneshot is gone once returned */
+	if (atomic_load(&http_stopping))
+		c->draining = true;
+	if (timer && !forced && timed_out(w, c)) {
+		teardown(w, c);
+		return;
+	}
+	int r = drive(w, c);
+	if (r == 1 && c->px)
+		return; /* the proxy queued its own changes and release */
+	if (r)
+		release(w, c, r == 2);
+}
+
+void http_conn_force_all(void)
+{
+	struct kevent ch[64], ev[64];
+	int n = 0;
+	for (int fd = 0; fd <= registry_size; fd++) {
+		uint64_t id = fd < registry_size ? atomic_load(&registry[fd]) : 0;
+		if (id) {
+			EV_SET(&ch[n], id, EVFILT_TIMER,
+			       EV_FORCEONESHOT | EV_KEEPUDATA | EV_RECEIPT, 0, 0, NULL);
+			n++;
+		}
+		if (n == 64 || (fd == registry_size && n)) {
+			/* EV_RECEIPT: each change answers in ev[], a gone timer (ENOENT) too */
+			kevent(http_kq, ch, n, ev, n, &(struct timespec){0, 0});
+			n = 0;
+		}
+	}
+}

@@ -1,0 +1,119 @@
+/*
+ * A client connection and the per-thread state of a worker.
+ *
+ * struct http_conn has no lock and no reference count: its knotes form one
+ * EV_SERIAL group (group id = the connection's id), so only the thread that
+ * holds the group touches it.  That thread may free it: nothing else can be
+ * returned a member before the holder's next kevent() call.
+ */
+#ifndef HTTPD_CONN_H
+#define HTTPD_CONN_H
+
+#include "http.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+enum http_kind { HTTP_KIND_LISTENER = 1, HTTP_KIND_CONN };
+
+/* Timer idents: below HTTP_CONN_ID0 the server's own, from it on a connection's id. */
+#define HTTP_TIMER_SWEEP  1 /* graceful stop: force idle connections, count */
+#define HTTP_TIMER_ACCEPT 2 /* + listener index: accepting resumes (EMFILE) */
+#define HTTP_CONN_ID0     (1ULL << 32)
+#define HTTP_STOP_EVENT   1 /* EVFILT_USER: every thread exits */
+
+#define HTTP_MAX_RANGES 16
+#define HTTP_MAX_SEGS   (2 * HTTP_MAX_RANGES + 2)
+
+struct http_listener {
+	enum http_kind kind;
+	int fd, index;
+};
+
+/* One piece of a response: bytes of out.buf, or of the open file. */
+struct http_seg {
+	int64_t off, len;
+	bool file;
+};
+
+struct http_out {
+	char *buf; /* head (and small bodies): small or malloc'd */
+	size_t len, cap;
+	struct http_seg seg[HTTP_MAX_SEGS];
+	int nseg, cur;
+	int file; /* -1: none */
+	char small[768];
+};
+
+struct http_proxy_conn; /* proxy.c */
+
+struct http_conn {
+	enum http_kind kind;
+	int fd;
+	uint64_t id;                           /* the timer's ident and the serial group's id */
+	char peer[48];                         /* client address, for the access log */
+	char *rbuf;                            /* received bytes; grows up to max_header_bytes */
+	size_t rcap, rlen;                     /* rbuf[0, rlen) unread by the parser */
+	size_t scanned;                        /* parser: how far the head's end was searched */
+	int64_t last_active_ms, head_start_ms; /* head_start: 0 when no head is arriving */
+	bool registered;                       /* READ and WRITE knotes exist */
+	bool write_on;                         /* WRITE enabled, READ disabled (output blocked) */
+	bool timer_on;    /* the idle timer knote exists (a forced oneshot removes it) */
+	bool close_after; /* close once the current response is out */
+	bool draining;    /* the server is stopping: this is the last response */
+	struct http_out out;
+	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
+};
+
+/* Per thread: the changes for the next kevent() call and scratch space. */
+struct http_worker {
+	struct kevent ch[256];
+	int nch;
+	struct http_header *headers; /* max_headers entries */
+	char path[4096];             /* a normalized request path */
+	char date[30];               /* the Date header, recomputed once a second */
+	time_t date_t;
+};
+
+extern atomic_bool http_stopping;
+extern atomic_int http_live_conns;
+
+void http_push(struct http_worker *w, const struct kevent *kev); /* queue a change */
+void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short filter,
+                 unsigned short flags, int64_t data, unsigned fflags);
+int64_t http_now_ms(void);
+const char *http_date_now(struct http_worker *w);
+
+/* conn.c */
+struct http_conn *http_conn_new(int fd, const struct sockaddr *sa);
+void http_conn_start(struct http_worker *w, struct http_conn *c); /* after accept */
+void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced);
+void http_conn_force_all(void); /* graceful stop: hand each connection its timer */
+void http_conn_registry_init(int maxfd);
+
+/* response building (out.c) */
+void http_out_reset(struct http_out *o);
+int http_out_printf(struct http_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int http_out_append(struct http_out *o, const char *p, size_t n);
+void http_out_mem_seg(struct http_out *o, size_t from); /* out.buf[from, len) is a segment */
+void http_out_file_seg(struct http_out *o, int64_t off, int64_t len);
+/* Starts a response head: status line, Server, Date, Connection. */
+int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_request *req,
+                  int status);
+/* A whole short response with an HTML body (errors, redirects). */
+int http_out_simple(struct http_worker *w, struct http_conn *c, const struct http_request *req,
+                    int status, const char *extra_headers);
+
+/* static.c: fills c->out for req; returns the status, *bytes the body length */
+int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_request *req,
+                        int64_t *bytes);
+
+/* proxy.c */
+const struct http_proxy_route *http_proxy_route_for(const struct http_request *req);
+int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
+                     const struct http_proxy_route *rt, size_t head_len);
+void http_proxy_event(struct http_worker *w, struct http_conn *c);
+void http_proxy_free(struct http_conn *c);
+
+#endif /* HTTPD_CONN_H */

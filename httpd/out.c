@@ -1,0 +1,128 @@
+/*
+ * Building a response: a head in out.buf and a list of segments (bytes of
+ * out.buf or ranges of the open file) that conn.c writes with sendmsg() and
+ * sendfile().  out.buf starts as a small array inside the connection, so a
+ * usual response costs no allocation; it moves to the heap only for long
+ * heads, error pages, listings and multipart ranges.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void http_out_reset(struct http_out *o)
+{
+	if (o->buf != o->small)
+		free(o->buf);
+	if (o->file >= 0)
+		close(o->file);
+	o->buf = o->small;
+	o->cap = sizeof(o->small);
+	o->len = 0;
+	o->nseg = o->cur = 0;
+	o->file = -1;
+}
+
+static int grow(struct http_out *o, size_t need)
+{
+	size_t cap = o->cap;
+	while (cap < o->len + need)
+		cap *= 2;
+	if (cap == o->cap)
+		return 0;
+	char *p = malloc(cap);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, o->buf, o->len);
+	if (o->buf != o->small)
+		free(o->buf);
+	o->buf = p;
+	o->cap = cap;
+	return 0;
+}
+
+int http_out_append(struct http_out *o, const char *p, size_t n)
+{
+	int err = grow(o, n);
+	if (err)
+		return err;
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+int http_out_printf(struct http_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return -EINVAL;
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return 0;
+		}
+		int err = grow(o, (size_t)n + 1);
+		if (err)
+			return err;
+	}
+}
+
+void http_out_mem_seg(struct http_out *o, size_t from)
+{
+	if (o->len > from && o->nseg < HTTP_MAX_SEGS)
+		o->seg[o->nseg++] =
+		        (struct http_seg){(int64_t)from, (int64_t)(o->len - from), false};
+}
+
+void http_out_file_seg(struct http_out *o, int64_t off, int64_t len)
+{
+	if (len > 0 && o->nseg < HTTP_MAX_SEGS)
+		o->seg[o->nseg++] = (struct http_seg){off, len, true};
+}
+
+int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_request *req,
+                  int status)
+{
+	/* A 1.0 client keeps the connection only if it asked to; 4xx/5xx for a
+	 * request we could not read leave the stream unusable. */
+	bool keep = req && req->keep_alive && !c->close_after && !c->draining;
+	if (!keep)
+		c->close_after = true;
+	const char *conn = keep ? (req->minor == 0 ? "Connection: keep-alive\r\n" : "")
+	                        : "Connection: close\r\n";
+	return http_out_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: baton-httpd\r\nDate: %s\r\n%s",
+	                       status, http_reason(status), http_date_now(w), conn);
+}
+
+int http_out_simple(struct http_worker *w, struct http_conn *c, const struct http_request *req,
+                    int status, const char *extra_headers)
+{
+	char body[256];
+	int blen = 0;
+	if (status >= 300 && status != 304)
+		blen = snprintf(body, sizeof(body),
+		                "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>"
+		                "<h1>%d %s</h1></body></html>\n",
+		                status, http_reason(status), status, http_reason(status));
+	int err = http_out_head(w, c, req, status);
+	if (!err && status != 304)
+		err = http_out_printf(&c->out,
+		                      "Content-Type: text/html; charset=utf-8\r\n"
+		                      "Content-Length: %d\r\n",
+		                      blen);
+	if (!err)
+		err = http_out_printf(&c->out, "%s\r\n", extra_headers ? extra_headers : "");
+	if (!err && !(req && req->method == HTTP_HEAD))
+		err = http_out_append(&c->out, body, (size_t)blen);
+	if (err)
+		return err;
+	http_out_mem_seg(&c->out, 0);
+	return 0;
+}
