@@ -40,8 +40,8 @@ http_wait_port() {
 # http_nginx_conf NAME WORKERS PORT DOCROOT [UPSTREAM_PORT]: writes
 # $HTTP_TMP/NAME/nginx.conf.  Static files (sendfile on, access log off,
 # keep-alive requests without limit) or, with UPSTREAM_PORT, proxy_pass to it
-# with an upstream keep-alive pool.  Timeouts come from $HTTP_IDLE (seconds,
-# default 120): keep-alive and client header timeout.  Under $HTTP_PRLIMIT
+# with an upstream keep-alive pool.  Timeouts (seconds): $HTTP_IDLE for
+# keep-alive (default 120), $HTTP_HEADER for a request head (default: the same).  Under $HTTP_PRLIMIT
 # the workers keep the limit they are given (no worker_rlimit_nofile).
 http_nginx_conf() {
 	local name=$1 workers=$2 port=$3 root=$4 up=${5:-} d=$HTTP_TMP/$1 idle=${HTTP_IDLE:-120}
@@ -67,7 +67,7 @@ http {
 	tcp_nopush on;
 	keepalive_requests 100000000;
 	keepalive_timeout ${idle}s;
-	client_header_timeout ${idle}s;
+	client_header_timeout ${HTTP_HEADER:-$idle}s;
 	default_type application/octet-stream;
 	client_body_temp_path $d/tmp/body;
 	proxy_temp_path $d/tmp/proxy;
@@ -107,7 +107,7 @@ http_start_nginx() {
 http_start_baton() {
 	local name=$1 threads=$2 port=$3 root=$4 up=${5:-} d=$HTTP_TMP/$1 idle=${HTTP_IDLE:-120}
 	local args=(-p "$port" -b 127.0.0.1 -r "$root" -t "$threads" --access-log off
-		--idle-timeout "$idle" --max-conns 19000)
+		--idle-timeout "$idle" --header-timeout "${HTTP_HEADER:-$idle}" --max-conns 19000)
 	[ -n "$up" ] && args+=(--proxy "/=127.0.0.1:$up")
 	mkdir -p "$d"
 	# shellcheck disable=SC2086

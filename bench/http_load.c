@@ -42,6 +42,7 @@ struct conn {
 	int fd;
 	uint8_t kind;
 	uint8_t state;
+	uint8_t served;  /* got at least one complete response */
 	uint16_t hlen;   /* bytes in hbuf (response header so far) */
 	uint32_t woff;   /* bytes of the request sent */
 	long long clen;  /* Content-Length of the response */
@@ -58,7 +59,7 @@ static struct {
 
 static struct {
 	long long ok, bad, bad_status, bad_len, bad_body, unexpected_close, connect_err;
-	long long slow_closed, resets, reset_err, reconnects, idle_closed;
+	long long slow_closed, resets, reset_err, reconnects, idle_closed, st4xx, st5xx;
 	int64_t lat_max_ns, slow_close_max_ns, slow_close_min_ns;
 } st;
 
@@ -167,6 +168,8 @@ static int parse_header(struct conn *c, size_t end)
 	h[end] = 0;
 	if (sscanf(h, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
 		st.bad_status++;
+		st.st4xx += status >= 400 && status < 500;
+		st.st5xx += status >= 500 && status < 600;
 		return -1;
 	}
 	p = strcasestr(h, "\r\nContent-Length:");
@@ -188,6 +191,7 @@ static void response_done(struct conn *c)
 	int64_t lat = now_ns() - c->t_start;
 
 	st.ok++;
+	c->served = 1;
 	if (lat > st.lat_max_ns)
 		st.lat_max_ns = lat;
 	if (opt.idle)
@@ -500,7 +504,7 @@ static void report(double secs, long long run_ok)
 			slow_open++;
 		if (c->kind != K_KA)
 			continue;
-		if (opt.idle && c->state != S_IDLE)
+		if (opt.idle && !c->served)
 			unserved++;
 		if (!opt.idle && c->fd >= 0 && c->state != S_CONNECTING &&
 		    now - c->t_start > 5000000000LL)
@@ -508,15 +512,17 @@ static void report(double secs, long long run_ok)
 	}
 	printf("RESULT cfg=%s impl=%s conns=%d ok=%lld ok_run=%lld req_per_s=%.0f bad=%lld "
 	       "bad_status=%lld "
-	       "bad_len=%lld bad_body=%lld unexpected_close=%lld idle_closed=%lld "
+	       "status_4xx=%lld status_5xx=%lld bad_len=%lld bad_body=%lld unexpected_close=%lld "
+	       "idle_closed=%lld "
 	       "connect_err=%lld stalled=%lld unserved=%lld lat_max_ms=%.1f slow=%d "
 	       "slow_closed=%lld slow_open=%lld slow_close_min_s=%.1f slow_close_max_s=%.1f "
 	       "resets=%lld reset_err=%lld\n",
 	       opt.cfg, opt.impl, opt.nka, st.ok, run_ok, secs > 0 ? (double)run_ok / secs : 0,
-	       st.bad, st.bad_status, st.bad_len, st.bad_body, st.unexpected_close, st.idle_closed,
-	       st.connect_err, stalled, unserved, (double)st.lat_max_ns / 1e6, opt.nslow,
-	       st.slow_closed, slow_open, (double)st.slow_close_min_ns / 1e9,
-	       (double)st.slow_close_max_ns / 1e9, st.resets, st.reset_err);
+	       st.bad, st.bad_status, st.st4xx, st.st5xx, st.bad_len, st.bad_body,
+	       st.unexpected_close, st.idle_closed, st.connect_err, stalled, unserved,
+	       (double)st.lat_max_ns / 1e6, opt.nslow, st.slow_closed, slow_open,
+	       (double)st.slow_close_min_ns / 1e9, (double)st.slow_close_max_ns / 1e9, st.resets,
+	       st.reset_err);
 	fflush(stdout);
 }
 
