@@ -33,6 +33,7 @@
 
 #define RBUF_INITIAL   2048
 #define TURN_MAX_BYTES (1 << 20) /* then let other connections have the thread */
+#define LINGER_MS      2000
 
 atomic_bool http_stopping;
 atomic_int http_live_conns;
@@ -53,6 +54,8 @@ void http_conn_registry_init(int maxfd)
 static int timer_period_ms(void)
 {
 	int p = http_cfg.idle_timeout_ms;
+	if (http_cfg.nroutes && http_cfg.upstream_timeout_ms < p)
+		p = http_cfg.upstream_timeout_ms;
 	return http_cfg.header_timeout_ms < p ? http_cfg.header_timeout_ms : p;
 }
 
@@ -88,7 +91,7 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 	if (c->fd < registry_size)
 		atomic_store(&registry[c->fd], 0);
 	if (c->px)
-		http_proxy_free(c);
+		http_proxy_free(w, c);
 	if (c->registered) {
 		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_READ, EV_DELETE, 0, 0);
 		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_WRITE, EV_DELETE, 0, 0);
@@ -171,6 +174,7 @@ static void log_request(struct http_conn *c, const struct http_request *req, int
 static void refuse(struct http_worker *w, struct http_conn *c, int status)
 {
 	c->close_after = true;
+	c->linger = true;
 	http_out_reset(&c->out);
 	if (http_out_simple(w, c, NULL, status, NULL) == 0)
 		log_request(c, NULL, status, 0);
@@ -185,6 +189,7 @@ static void answer(struct http_worker *w, struct http_conn *c, struct http_reque
 	if (rt) {
 		int status = http_proxy_start(w, c, req, rt, head_len);
 		if (status > 0) { /* refused before reaching the upstream */
+			c->close_after = c->linger = true;
 			http_out_reset(&c->out);
 			http_out_simple(w, c, req, status, NULL);
 			log_request(c, req, status, 0);
@@ -249,17 +254,45 @@ static int fill(struct http_conn *c)
 }
 
 /*
+ * After a refusal the client may still be sending (the rest of a head, a
+ * body): close() with unread bytes makes the kernel send a reset, which can
+ * destroy the response before the client reads it.  So shut our side down,
+ * then read and drop until EOF (0), or say to wait for more (1).  The timer
+ * ends a lingering that takes longer than LINGER_MS.
+ */
+static int linger(struct http_conn *c)
+{
+	char sink[4096];
+	if (!c->lingering) {
+		c->lingering = true;
+		c->linger_start_ms = http_now_ms();
+		c->rlen = 0;
+		if (shutdown(c->fd, SHUT_WR) < 0)
+			return 0;
+	}
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n <= 0)
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 1 : 0;
+	}
+	return 1;
+}
+
+/*
  * Moves the connection as far as it goes now.  Returns 1 if it waits for
- * READ, 2 if for WRITE, 0 if it was torn down.
+ * READ, 2 if for WRITE, 3 if the proxy has queued its changes, 0 if it was
+ * torn down.
  */
 static int drive(struct http_worker *w, struct http_conn *c)
 {
 	bool may_read = true;
 	for (;;) {
-		if (c->px) {
-			http_proxy_event(w, c);
-			if (c->px) /* still proxying: the proxy chose the knotes */
-				return 1;
+		if (c->proxying) {
+			int r = http_proxy_event(w, c);
+			if (r < 0)
+				goto down;
+			if (r > 0)
+				return 3; /* the proxy queued the knote changes */
 		}
 		if (c->out.nseg) {
 			int r = flush_out(c);
@@ -269,8 +302,11 @@ static int drive(struct http_worker *w, struct http_conn *c)
 				return 2;
 			c->last_active_ms = http_now_ms();
 		}
-		if (c->close_after)
-			goto down;
+		if (c->close_after) {
+			if (!c->linger || linger(c) <= 0)
+				goto down;
+			return 1;
+		}
 		if (parse_next(w, c))
 			continue;
 		if (c->draining && c->rlen == 0)
@@ -289,8 +325,14 @@ down:
 	return 0;
 }
 
-/* Queues the connection's knote changes, the release last. */
-static void release(struct http_worker *w, struct http_conn *c, bool want_write)
+/*
+ * Queues the changes that give the client socket's READ and WRITE the wanted
+ * states, then the release.  Every EV_ENABLE releases the group, so enabling
+ * goes through EV_ADD (which does not), and the one release is an EV_ENABLE
+ * of the timer, always enabled: a release in the middle of the list would
+ * let another thread hold the group while the rest still applies.
+ */
+void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
 {
 	struct kevent ch;
 	unsigned nodata = 0;
@@ -302,48 +344,54 @@ static void release(struct http_worker *w, struct http_conn *c, bool want_write)
 		http_push(w, &ch);
 		c->timer_on = true;
 	}
-	if (!c->registered) { /* nobody holds a new connection's group: adding is enough */
+	if (!c->registered || want_read != c->read_on) {
+		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_READ,
+		            EV_ADD | (want_read ? 0 : EV_DISABLE), 0, nodata);
+		http_push(w, &ch);
+	}
+	if (!c->registered || want_write != c->write_on) {
 		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_WRITE,
 		            EV_ADD | (want_write ? 0 : EV_DISABLE), 0, nodata);
 		http_push(w, &ch);
-		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_READ,
-		            EV_ADD | (want_write ? EV_DISABLE : 0), 0, nodata);
-		http_push(w, &ch);
+	}
+	c->read_on = want_read;
+	c->write_on = want_write;
+	if (!c->registered) { /* nobody holds a new connection's group: nothing to release */
 		c->registered = true;
-		c->write_on = want_write;
 		return;
 	}
-	if (want_write != c->write_on) {
-		http_member(&ch, c, (uintptr_t)c->fd, want_write ? EVFILT_READ : EVFILT_WRITE,
-		            EV_DISABLE, 0, 0);
-		http_push(w, &ch);
-		c->write_on = want_write;
-	}
-	http_member(&ch, c, (uintptr_t)c->fd, want_write ? EVFILT_WRITE : EVFILT_READ, EV_ENABLE, 0,
-	            0);
+	http_member(&ch, c, c->id, EVFILT_TIMER, EV_ENABLE, 0, 0);
 	http_push(w, &ch);
+}
+
+static void release(struct http_worker *w, struct http_conn *c, int r)
+{
+	if (r == 1 || r == 2)
+		http_conn_knotes(w, c, r == 1, r == 2);
 }
 
 void http_conn_start(struct http_worker *w, struct http_conn *c)
 {
 	if (atomic_load(&http_stopping))
 		c->draining = true;
-	int r = drive(w, c);
-	if (r)
-		release(w, c, r == 2);
+	if (c->over_limit)
+		refuse(w, c, 503);
+	release(w, c, drive(w, c));
 }
 
 /* Timer: 408 for a head arriving too slowly, close when idle too long. */
 static bool timed_out(struct http_worker *w, struct http_conn *c)
 {
 	int64_t now = http_now_ms();
+	if (c->lingering)
+		return now - c->linger_start_ms >= LINGER_MS;
 	if (c->head_start_ms && now - c->head_start_ms >= http_cfg.header_timeout_ms &&
 	    !c->out.nseg) {
 		refuse(w, c, 408);
 		flush_out(c); /* one try: the client is slow anyway */
 		return true;
 	}
-	return now - c->last_active_ms >= http_cfg.idle_timeout_ms && !c->px;
+	return now - c->last_active_ms >= http_cfg.idle_timeout_ms;
 }
 
 void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced)
@@ -352,15 +400,15 @@ void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, boo
 		c->timer_on = false; /* a forced oneshot is gone once returned */
 	if (atomic_load(&http_stopping))
 		c->draining = true;
-	if (timer && !forced && timed_out(w, c)) {
+	if (timer && !forced && c->proxying && http_proxy_timer(w, c) < 0) {
 		teardown(w, c);
 		return;
 	}
-	int r = drive(w, c);
-	if (r == 1 && c->px)
-		return; /* the proxy queued its own changes and release */
-	if (r)
-		release(w, c, r == 2);
+	if (timer && !forced && !c->proxying && timed_out(w, c)) {
+		teardown(w, c);
+		return;
+	}
+	release(w, c, drive(w, c));
 }
 
 void http_conn_force_all(void)

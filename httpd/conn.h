@@ -58,10 +58,16 @@ struct http_conn {
 	size_t scanned;                        /* parser: how far the head's end was searched */
 	int64_t last_active_ms, head_start_ms; /* head_start: 0 when no head is arriving */
 	bool registered;                       /* READ and WRITE knotes exist */
-	bool write_on;                         /* WRITE enabled, READ disabled (output blocked) */
+	bool read_on;     /* READ enabled: waiting for a request (or a proxied body) */
+	bool write_on;    /* WRITE enabled: a response is blocked */
+	bool proxying;    /* a request is with the upstream (c->px) */
 	bool timer_on;    /* the idle timer knote exists (a forced oneshot removes it) */
 	bool close_after; /* close once the current response is out */
 	bool draining;    /* the server is stopping: this is the last response */
+	bool linger;      /* input may be left unread: shut down and drain before close */
+	bool lingering;   /* doing that since linger_start_ms */
+	bool over_limit;  /* accepted over --max-conns: gets a 503 */
+	int64_t linger_start_ms;
 	struct http_out out;
 	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
 };
@@ -72,6 +78,7 @@ struct http_worker {
 	int nch;
 	struct http_header *headers; /* max_headers entries */
 	char path[4096];             /* a normalized request path */
+	char scratch[16384];         /* proxy: a response head being rewritten */
 	char date[30];               /* the Date header, recomputed once a second */
 	time_t date_t;
 };
@@ -109,11 +116,18 @@ int http_out_simple(struct http_worker *w, struct http_conn *c, const struct htt
 int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_request *req,
                         int64_t *bytes);
 
+void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write);
+
 /* proxy.c */
 const struct http_proxy_route *http_proxy_route_for(const struct http_request *req);
+/* 0: proxying (c->proxying); > 0: a status to answer with instead */
 int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
                      const struct http_proxy_route *rt, size_t head_len);
-void http_proxy_event(struct http_worker *w, struct http_conn *c);
-void http_proxy_free(struct http_conn *c);
+/* Pumps both ways: 1 still proxying (changes queued, release included), 0
+ * the response is done (c->out may hold a 502/504), -1 tear down. */
+int http_proxy_event(struct http_worker *w, struct http_conn *c);
+/* The idle timer while proxying: -1 tear down, 0 carry on (maybe a 504 now in c->out). */
+int http_proxy_timer(struct http_worker *w, struct http_conn *c);
+void http_proxy_free(struct http_worker *w, struct http_conn *c);
 
 #endif /* HTTPD_CONN_H */

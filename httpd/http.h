@@ -94,6 +94,16 @@ struct http_limits {
  */
 int http_parse_request(const char *buf, size_t len, size_t *scanned, const struct http_limits *lim,
                        struct http_request *req);
+struct http_response {
+	int status, minor;
+	int64_t content_length; /* -1: none */
+	bool chunked, keep_alive;
+	struct http_header *headers; /* caller's array of max_headers entries */
+	int nheaders;
+};
+/* An upstream's response head, as http_parse_request: > 0, 0, or -502. */
+int http_parse_response(const char *buf, size_t len, size_t *scanned, const struct http_limits *lim,
+                        struct http_response *res);
 /* Case-insensitive comparison of a slice with a NUL-terminated word. */
 bool http_slice_eq(struct http_slice s, const char *word);
 /* RFC 9110 HTTP-date (IMF-fixdate, RFC 850, asctime) -> time_t, or -1. */

@@ -284,3 +284,51 @@ int http_parse_request(const char *buf, size_t len, size_t *scanned, const struc
 		return err;
 	return (int)end;
 }
+
+int http_parse_response(const char *buf, size_t len, size_t *scanned, const struct http_limits *lim,
+                        struct http_response *res)
+{
+	struct http_header *headers = res->headers;
+	memset(res, 0, sizeof(*res));
+	res->headers = headers;
+	res->content_length = -1;
+	size_t end = find_end(buf, len, scanned);
+	if (end == 0)
+		return len < lim->max_header_bytes ? 0 : -502;
+	size_t pos = 0;
+	struct http_slice l, name, value;
+	if (next_line(buf, end, &pos, &l) < 0 || l.n < 12 || memcmp(l.p, "HTTP/1.", 7) ||
+	    (l.p[7] != '0' && l.p[7] != '1') || l.p[8] != ' ' || (l.n > 12 && l.p[12] != ' '))
+		return -502;
+	res->minor = l.p[7] - '0';
+	for (int i = 9; i < 12; i++) {
+		if (l.p[i] < '0' || l.p[i] > '9')
+			return -502;
+		res->status = res->status * 10 + (l.p[i] - '0');
+	}
+	bool close = false, keep = false, te = false;
+	for (;;) {
+		if (next_line(buf, end, &pos, &l) < 0 ||
+		    (l.n && parse_header(l, &name, &value) < 0))
+			return -502;
+		if (l.n == 0)
+			break;
+		if (res->nheaders >= lim->max_headers)
+			return -502;
+		res->headers[res->nheaders++] = (struct http_header){name, value};
+		if (http_slice_eq(name, "content-length") &&
+		    parse_length(value, &res->content_length) < 0)
+			return -502;
+		if (http_slice_eq(name, "transfer-encoding")) {
+			if (te || !http_slice_eq(value, "chunked"))
+				return -502;
+			te = res->chunked = true;
+		}
+		if (http_slice_eq(name, "connection"))
+			parse_connection(value, &close, &keep);
+	}
+	if (te && res->content_length >= 0)
+		return -502;
+	res->keep_alive = res->minor >= 1 ? !close : keep && !close;
+	return (int)end;
+}

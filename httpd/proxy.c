@@ -1,7 +1,93 @@
-/* Reverse proxy: placeholder until the upstream side lands. */
+/*
+ * Reverse proxy: requests under a --proxy PREFIX go to HOST:PORT.
+ *
+ * The upstream socket's READ and WRITE (EV_CLEAR: each turn moves bytes
+ * until EAGAIN) join the client connection's serial group, so one thread at
+ * a time owns both sockets and both buffers: no lock, no reference count.
+ * Bodies stream through two fixed buffers (client->upstream, upstream->
+ * client); neither direction is ever held whole.  The client's READ is on
+ * only while a request body is wanted and fits, its WRITE only while bytes
+ * for it wait.
+ *
+ * Upstream connections are kept alive in a pool per route (the only lock
+ * here: a mutex per pool, held for a push or a pop).  A pooled socket has no
+ * knotes; taking it adds them to the taker's group.  A pooled socket the
+ * upstream closed meanwhile is seen by a MSG_PEEK, or, if it closes just as
+ * the request goes out, by an EOF before any response byte: an idempotent
+ * request without a body is then sent once more on a new connection.
+ *
+ * Failures: no connection or a broken response head before anything reached
+ * the client -> 502; no upstream progress for --upstream-timeout -> 504; once
+ * response bytes went out, a failure can only close the client connection.
+ * The request head is sent as HTTP/1.1 (HTTP/1.0 for a 1.0 client, so the
+ * upstream never chunks to it), without hop-by-hop fields, with
+ * X-Forwarded-For; the response head loses Connection and Keep-Alive and
+ * gets the client connection's own.
+ */
 #include "conn.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PX_BUF   16384
+#define POOL_MAX 256
+
+struct pool {
+	pthread_mutex_t lock;
+	int fd[POOL_MAX]; /* guarded by lock */
+	int n;            /* guarded by lock */
+};
+
+enum body_framing { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
+
+struct http_proxy_conn {
+	int ufd; /* -1 between connections */
+	enum body_framing framing;
+	bool broken;      /* the response's framing is wrong: the client connection ends */
+	bool sent_client; /* response bytes went to the client: too late for 502/504 */
+	const struct http_proxy_route *rt;
+	bool reused;      /* ufd came from the pool */
+	bool retried;     /* already sent once more after a stale pooled socket */
+	bool head_done;   /* the response head went to the client buffer */
+	bool resp_done;   /* the upstream sent the whole response */
+	bool resp_close;  /* the response ends with the upstream's EOF */
+	bool reusable;    /* the upstream keeps the connection */
+	bool head_req;    /* HEAD: no response body whatever the head says */
+	bool client_keep; /* the client keeps its connection */
+	bool req_chunked;
+	int status, minor;
+	int64_t req_left;  /* request body bytes still to take from the client */
+	int64_t resp_left; /* response body bytes still to come (Content-Length) */
+	int64_t bytes;     /* response body bytes, for the log */
+	int64_t last_up_ms;
+	struct http_chunked req_ch, resp_ch;
+	size_t resp_scanned;
+	size_t up_off, up_len, down_off, down_len; /* [off, len) waits to be sent */
+	size_t head_len;                           /* the request head at up[0, head_len) */
+	char method[16], target[256];              /* for the access log */
+	char up[PX_BUF], down[PX_BUF];
+};
+
+static struct pool *pools; /* one per route, made at the first use */
+static pthread_once_t pools_once = PTHREAD_ONCE_INIT;
+
+static void pools_init(void)
+{
+	pools = calloc((size_t)http_cfg.nroutes, sizeof(*pools));
+	for (int i = 0; pools && i < http_cfg.nroutes; i++)
+		pthread_mutex_init(&pools[i].lock, NULL);
+}
+
+static struct pool *pool_of(const struct http_proxy_route *rt)
+{
+	pthread_once(&pools_once, pools_init);
+	return pools ? &pools[rt - http_cfg.routes] : NULL;
+}
 
 const struct http_proxy_route *http_proxy_route_for(const struct http_request *req)
 {
@@ -13,22 +99,473 @@ const struct http_proxy_route *http_proxy_route_for(const struct http_request *r
 	return NULL;
 }
 
+/* A pooled connection still open (no EOF, no error queued), or -1. */
+static int pool_take(const struct http_proxy_route *rt)
+{
+	struct pool *p = pool_of(rt);
+	char b;
+	for (;;) {
+		int fd = -1;
+		if (!p)
+			return -1;
+		pthread_mutex_lock(&p->lock);
+		if (p->n)
+			fd = p->fd[--p->n];
+		pthread_mutex_unlock(&p->lock);
+		if (fd < 0)
+			return -1;
+		ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return fd;
+		close(fd); /* closed by the upstream, or it sent what nobody asked */
+	}
+}
+
+static void pool_put(const struct http_proxy_route *rt, int fd)
+{
+	struct pool *p = pool_of(rt);
+	if (p) {
+		pthread_mutex_lock(&p->lock);
+		if (p->n < POOL_MAX) {
+			p->fd[p->n++] = fd;
+			fd = -1;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Drops the upstream socket's knotes (synchronously: the fd may go to the
+ * pool and another thread at once), then pools or closes it. */
+static void upstream_done(struct http_conn *c, bool pool)
+{
+	struct http_proxy_conn *px = c->px;
+	struct kevent del[2];
+	if (px->ufd < 0)
+		return;
+	http_member(&del[0], c, (uintptr_t)px->ufd, EVFILT_READ, EV_DELETE, 0, 0);
+	http_member(&del[1], c, (uintptr_t)px->ufd, EVFILT_WRITE, EV_DELETE, 0, 0);
+	if (kevent(http_kq, del, 2, NULL, 0, NULL) < 0)
+		http_error_log("kevent (upstream): %s", strerror(errno));
+	if (pool)
+		pool_put(px->rt, px->ufd);
+	else
+		close(px->ufd);
+	px->ufd = -1;
+}
+
+/* A connection to the route's upstream, its knotes joining c's group. */
+static int upstream_open(struct http_worker *w, struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	struct kevent ch;
+	px->reused = true;
+	int fd = pool_take(px->rt);
+	if (fd < 0) {
+		const struct addrinfo *ai = px->rt->addr;
+		px->reused = false;
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+			int err = -errno;
+			close(fd);
+			return err;
+		}
+	}
+	px->ufd = fd;
+	px->last_up_ms = http_now_ms();
+	http_member(&ch, c, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0);
+	http_push(w, &ch);
+	http_member(&ch, c, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0);
+	http_push(w, &ch);
+	return 0;
+}
+
+static bool hop_by_hop(struct http_slice n)
+{
+	/* Expect too: this proxy does not relay 100 Continue (clients send anyway) */
+	static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
+	                                    "upgrade",    "te",         "trailer",
+	                                    "expect"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (http_slice_eq(n, names[i]))
+			return true;
+	return false;
+}
+
+/* The upstream request head into px->up; -status if it does not fit. */
+static int build_request(struct http_conn *c, const struct http_request *req)
+{
+	struct http_proxy_conn *px = c->px;
+	size_t n = 0, room = sizeof(px->up);
+	int k = snprintf(px->up, room, "%.*s %.*s%.*s HTTP/1.%d\r\n", (int)req->method_name.n,
+	                 req->method_name.p, (int)req->path.n, req->path.p, (int)req->query.n,
+	                 req->query.p, req->minor ? 1 : 0);
+	n = (size_t)k;
+	for (int i = 0; i < req->nheaders && n < room; i++) {
+		const struct http_header *h = &req->headers[i];
+		if (hop_by_hop(h->name))
+			continue;
+		n += (size_t)snprintf(px->up + n, room - n, "%.*s: %.*s\r\n", (int)h->name.n,
+		                      h->name.p, (int)h->value.n, h->value.p);
+	}
+	if (n < room && !req->host.n)
+		n += (size_t)snprintf(px->up + n, room - n, "Host: %s\r\n", px->rt->hostport);
+	if (n < room)
+		n += (size_t)snprintf(px->up + n, room - n,
+		                      "X-Forwarded-For: %s\r\nConnection: keep-alive\r\n\r\n",
+		                      c->peer);
+	if (n >= room)
+		return -431;
+	px->up_len = px->head_len = n;
+	return 0;
+}
+
 int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
                      const struct http_proxy_route *rt, size_t head_len)
 {
-	(void)w, (void)rt;
-	c->close_after = true;
-	(void)req;
-	c->rlen = head_len > c->rlen ? 0 : c->rlen;
-	return 502;
+	(void)w;
+	if (!c->px && !(c->px = malloc(sizeof(*c->px))))
+		return 503;
+	struct http_proxy_conn *px = c->px;
+	memset(px, 0, offsetof(struct http_proxy_conn, up));
+	px->ufd = -1;
+	px->rt = rt;
+	px->head_req = req->method == HTTP_HEAD;
+	px->client_keep = req->keep_alive && !c->draining;
+	px->minor = req->minor;
+	px->req_chunked = req->chunked;
+	px->req_left = req->chunked ? 1 : req->content_length > 0 ? req->content_length : 0;
+	snprintf(px->method, sizeof(px->method), "%.*s", (int)req->method_name.n,
+	         req->method_name.p);
+	snprintf(px->target, sizeof(px->target), "%.*s", (int)req->target.n, req->target.p);
+	int err = build_request(c, req);
+	if (err < 0)
+		return -err;
+	memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
+	c->rlen -= head_len;
+	if ((err = upstream_open(w, c)) < 0) {
+		http_error_log("upstream %s: %s", rt->hostport, strerror(-err));
+		return 502;
+	}
+	c->proxying = true;
+	return 0;
 }
 
-void http_proxy_event(struct http_worker *w, struct http_conn *c)
+/* Request body bytes from rbuf into up: chunked framing is passed as is. */
+static void take_body(struct http_conn *c)
 {
-	(void)w, (void)c;
+	struct http_proxy_conn *px = c->px;
+	if (!px->req_left || !c->rlen)
+		return; /* (a request without a body keeps its head in up[] for a retry) */
+	if (px->up_off == px->up_len)
+		px->up_off = px->up_len = 0;
+	size_t room = sizeof(px->up) - px->up_len, n = c->rlen < room ? c->rlen : room;
+	if (!n)
+		return;
+	if (px->req_chunked) {
+		long used = http_chunked_scan(&px->req_ch, c->rbuf, n);
+		if (used < 0) {
+			px->req_left = -1; /* bad framing: the client connection ends */
+			return;
+		}
+		n = (size_t)used;
+		if (px->req_ch.state == HTTP_CHUNKED_DONE)
+			px->req_left = 0;
+	} else {
+		if ((int64_t)n > px->req_left)
+			n = (size_t)px->req_left;
+		px->req_left -= (int64_t)n;
+	}
+	memcpy(px->up + px->up_len, c->rbuf, n);
+	px->up_len += n;
+	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+	c->rlen -= n;
 }
 
-void http_proxy_free(struct http_conn *c)
+/* The response head at down[0, head_len): rewritten (hop-by-hop fields out,
+ * the client connection's own Connection in) in place, body bytes after it. */
+static int rewrite_head(struct http_worker *w, struct http_conn *c, size_t head_len,
+                        const struct http_response *res)
 {
-	(void)c;
+	struct http_proxy_conn *px = c->px;
+	char *o = w->scratch;
+	size_t room = sizeof(w->scratch), n;
+	const char *eol = memchr(px->down, '\n', head_len);
+	size_t line = (size_t)(eol - px->down);
+	if (line && px->down[line - 1] == '\r')
+		line--;
+	/* "HTTP/1.x NNN reason": ours is 1.1 whatever the upstream's */
+	n = (size_t)snprintf(o, room, "HTTP/1.1%.*s\r\n", (int)(line - 8), px->down + 8);
+	for (int i = 0; i < res->nheaders && n < room; i++) {
+		const struct http_header *h = &res->headers[i];
+		if (!hop_by_hop(h->name))
+			n += (size_t)snprintf(o + n, room - n, "%.*s: %.*s\r\n", (int)h->name.n,
+			                      h->name.p, (int)h->value.n, h->value.p);
+	}
+	bool keep = px->client_keep && !px->resp_close;
+	if (n < room)
+		n += (size_t)snprintf(o + n, room - n, "%s\r\n",
+		                      !keep            ? "Connection: close\r\n"
+		                      : px->minor == 0 ? "Connection: keep-alive\r\n"
+		                                       : "");
+	size_t rest = px->down_len - head_len;
+	if (n >= room || n + rest > sizeof(px->down))
+		return -1;
+	memmove(px->down + n, px->down + head_len, rest);
+	memcpy(px->down, o, n);
+	px->down_len = n + rest;
+	return (int)n;
+}
+
+/* Response body bytes at p[0, n): how many belong to the response. */
+static size_t account(struct http_proxy_conn *px, const char *p, size_t n)
+{
+	size_t keep = n;
+	if (px->framing == BODY_NONE) {
+		keep = 0;
+	} else if (px->framing == BODY_LENGTH) {
+		keep = (int64_t)n < px->resp_left ? n : (size_t)px->resp_left;
+		px->resp_left -= (int64_t)keep;
+		px->resp_done = px->resp_left == 0;
+	} else if (px->framing == BODY_CHUNKED) {
+		long used = http_chunked_scan(&px->resp_ch, p, n);
+		if (used < 0) {
+			px->broken = true;
+			return 0;
+		}
+		keep = (size_t)used;
+		px->resp_done = px->resp_ch.state == HTTP_CHUNKED_DONE;
+	}
+	if (keep < n) /* the upstream sent more than its response: do not reuse it */
+		px->reusable = false;
+	px->bytes += (int64_t)keep;
+	return keep;
+}
+
+/* A complete response head at down[0, head_len): framing, then rewrite. */
+static int take_head(struct http_worker *w, struct http_conn *c, size_t head_len,
+                     const struct http_response *res)
+{
+	struct http_proxy_conn *px = c->px;
+	px->status = res->status;
+	px->reusable = res->keep_alive;
+	if (px->head_req || res->status == 204 || res->status == 304 || res->status < 200)
+		px->framing = BODY_NONE;
+	else if (res->chunked)
+		px->framing = BODY_CHUNKED;
+	else if (res->content_length >= 0)
+		px->framing = BODY_LENGTH;
+	else
+		px->framing = BODY_CLOSE;
+	px->resp_left = res->content_length;
+	px->resp_close = px->framing == BODY_CLOSE;
+	px->resp_done = px->framing == BODY_NONE || (px->framing == BODY_LENGTH && !px->resp_left);
+	if (px->resp_close)
+		px->reusable = false;
+	int n = rewrite_head(w, c, head_len, res);
+	if (n < 0)
+		return -1;
+	size_t body = px->down_len - (size_t)n;
+	px->down_len = (size_t)n + account(px, px->down + n, body);
+	px->head_done = true;
+	return 0;
+}
+
+/* Bytes from the upstream into down[]: 1 moved, 0 nothing now, -1 it failed
+ * or closed early (px->broken: a broken response). */
+static int from_upstream(struct http_worker *w, struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	if (px->down_off == px->down_len)
+		px->down_off = px->down_len = 0;
+	size_t room = sizeof(px->down) - px->down_len;
+	if (!room || px->resp_done)
+		return 0;
+	ssize_t n = recv(px->ufd, px->down + px->down_len, room, 0);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	px->last_up_ms = http_now_ms();
+	if (n == 0) { /* EOF: the end of a close-delimited body, else too early */
+		px->reusable = false;
+		if (px->head_done && px->framing == BODY_CLOSE) {
+			px->resp_done = true;
+			return 1;
+		}
+		return -1;
+	}
+	if (px->head_done) {
+		px->down_len += account(px, px->down + px->down_len, (size_t)n);
+		return px->broken ? -1 : 1;
+	}
+	px->down_len += (size_t)n;
+	for (;;) { /* the head, after any 1xx heads (dropped) */
+		struct http_limits lim = {sizeof(px->down), http_cfg.max_headers};
+		struct http_response res = {.headers = w->headers};
+		int h = http_parse_response(px->down, px->down_len, &px->resp_scanned, &lim, &res);
+		if (h == 0)
+			return 1;
+		px->resp_scanned = 0;
+		if (h < 0 || res.status == 101 || res.status < 100) {
+			px->broken = true;
+			return -1;
+		}
+		if (res.status >= 200)
+			return take_head(w, c, (size_t)h, &res) < 0 ? (px->broken = true, -1) : 1;
+		memmove(px->down, px->down + h, px->down_len - (size_t)h);
+		px->down_len -= (size_t)h;
+	}
+}
+
+/* up[] to the upstream: 1 moved, 0 nothing now, -1 failed. */
+static int to_upstream(struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	if (px->up_off == px->up_len)
+		return 0;
+	ssize_t n = send(px->ufd, px->up + px->up_off, px->up_len - px->up_off, MSG_NOSIGNAL);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN ? 0 : -1;
+	px->up_off += (size_t)n;
+	px->last_up_ms = http_now_ms();
+	return 1;
+}
+
+/* down[] to the client: 1 moved, 0 nothing now, -1 the client is gone. */
+static int to_client(struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	if (px->down_off == px->down_len)
+		return 0;
+	ssize_t n = send(c->fd, px->down + px->down_off, px->down_len - px->down_off, MSG_NOSIGNAL);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	px->down_off += (size_t)n;
+	px->sent_client = true;
+	c->last_active_ms = http_now_ms();
+	return 1;
+}
+
+/* Request body bytes from the client into rbuf: 1 moved, 0 nothing, -1 gone. */
+static int from_client(struct http_conn *c)
+{
+	if (!c->px->req_left || c->rlen == c->rcap)
+		return 0;
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	if (n == 0)
+		return -1;
+	c->rlen += (size_t)n;
+	c->last_active_ms = http_now_ms();
+	return 1;
+}
+
+static void log_done(struct http_conn *c, int status)
+{
+	struct http_proxy_conn *px = c->px;
+	if (!http_access_log_on())
+		return;
+	struct http_access a = {
+	        .peer = c->peer, .status = status, .bytes = px->bytes, .minor = px->minor};
+	a.method = (struct http_slice){px->method, strlen(px->method)};
+	a.target = (struct http_slice){px->target, strlen(px->target)};
+	http_access_log(&a);
+}
+
+/* The upstream failed before the client saw anything: once more on a fresh
+ * connection if that is safe, else a 502/504 of our own.  0, or -1 if the
+ * client connection must end. */
+static int fail(struct http_worker *w, struct http_conn *c, int status)
+{
+	struct http_proxy_conn *px = c->px;
+	bool again = status == 502 && px->reused && !px->retried && !px->head_done &&
+	             px->head_len == px->up_len && !px->req_left && !px->broken;
+	upstream_done(c, false);
+	if (px->sent_client)
+		return -1;
+	if (again && upstream_open(w, c) == 0) {
+		px->retried = true;
+		px->up_off = 0;
+		px->down_off = px->down_len = px->resp_scanned = 0;
+		return 1;
+	}
+	http_error_log("upstream %s: %s", px->rt->hostport,
+	               status == 504 ? "timed out"
+	               : px->broken  ? "bad response"
+	                             : "failed");
+	c->proxying = false;
+	px->bytes = 0;
+	log_done(c, status);
+	if (px->req_left) /* the rest of the body is not a request */
+		c->close_after = c->linger = true;
+	struct http_request req = {.keep_alive = px->client_keep, .minor = px->minor};
+	http_out_reset(&c->out);
+	return http_out_simple(w, c, &req, status, NULL) < 0 ? -1 : 0;
+}
+
+static int finish(struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	upstream_done(c, px->reusable && !px->req_left);
+	c->proxying = false;
+	log_done(c, px->status);
+	if (!px->client_keep || px->resp_close)
+		c->close_after = true;
+	return 0;
+}
+
+int http_proxy_event(struct http_worker *w, struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	for (int round = 0; round < 64; round++) {
+		int moved = 0, r;
+		if ((r = from_client(c)) < 0)
+			return -1;
+		moved |= r;
+		take_body(c);
+		if (px->req_left < 0)
+			return -1;
+		if ((r = to_upstream(c)) < 0 || (r = from_upstream(w, c)) < 0) {
+			if (px->head_done && px->sent_client)
+				return -1;
+			if ((r = fail(w, c, 502)) <= 0)
+				return r;
+			continue;
+		}
+		moved |= r | (to_upstream(c) > 0);
+		if ((r = to_client(c)) < 0)
+			return -1;
+		moved |= r;
+		if (px->resp_done && px->down_off == px->down_len && !px->req_left)
+			return finish(c);
+		if (!moved)
+			break;
+	}
+	bool want_read = px->req_left > 0 && c->rlen < c->rcap;
+	http_conn_knotes(w, c, want_read, px->down_off < px->down_len);
+	return 1;
+}
+
+int http_proxy_timer(struct http_worker *w, struct http_conn *c)
+{
+	struct http_proxy_conn *px = c->px;
+	int64_t now = http_now_ms();
+	if (px->down_off < px->down_len)
+		return now - c->last_active_ms >= http_cfg.idle_timeout_ms ? -1 : 0;
+	if (now - px->last_up_ms < http_cfg.upstream_timeout_ms)
+		return 0;
+	px->reused = false; /* no second try after a timeout */
+	return fail(w, c, 504);
+}
+
+void http_proxy_free(struct http_worker *w, struct http_conn *c)
+{
+	(void)w;
+	if (c->px->ufd >= 0)
+		upstream_done(c, false);
+	free(c->px);
+	c->px = NULL;
 }

@@ -71,18 +71,6 @@ void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short
 	kev->ext[1] = c->id;
 }
 
-/* A client over --max-conns: a 503 it may read, then the door. */
-static void turn_away(int fd)
-{
-	static const char msg[] =
-	        "HTTP/1.1 503 Service Unavailable\r\nServer: baton-httpd\r\n"
-	        "Content-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
-	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-		/* it left already */
-	}
-	close(fd);
-}
-
 static void on_listener(struct http_worker *w, struct http_listener *l)
 {
 	struct kevent ch;
@@ -104,17 +92,17 @@ static void on_listener(struct http_worker *w, struct http_listener *l)
 			}
 			continue; /* that one client failed (ECONNABORTED...) */
 		}
-		if (atomic_load(&http_live_conns) >= http_cfg.max_conns) {
-			turn_away(fd);
-			continue;
-		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* Over --max-conns the client still gets a connection, for a 503
+		 * and a lingering close: a reset could hide the answer. */
+		bool over = atomic_load(&http_live_conns) >= http_cfg.max_conns;
 		struct http_conn *c = http_conn_new(fd, (struct sockaddr *)&sa);
 		if (!c) {
 			close(fd);
 			continue;
 		}
+		c->over_limit = over;
 		http_conn_start(w, c);
 	}
 	EV_SET(&ch, l->fd, EVFILT_READ, EV_ENABLE, 0, 0, l);

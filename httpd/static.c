@@ -333,8 +333,8 @@ int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_
 {
 	int status;
 	*bytes = 0;
-	if (req->content_length > 0 || req->chunked)
-		c->close_after = true; /* a body we will not read: the stream ends here */
+	if (req->content_length > 0 || req->chunked) /* a body we do not read: the stream ends */
+		c->close_after = c->linger = true;
 	if (req->method == HTTP_OTHER)
 		status = 501;
 	else if (req->method != HTTP_GET && req->method != HTTP_HEAD)
@@ -343,6 +343,8 @@ int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_
 		status = serve_path(w, c, req, bytes);
 	if (status < 400 || status == 416)
 		return status;
+	if (status == 400) /* a path that tried to climb out: do not wait for more */
+		c->close_after = c->linger = true;
 	/* An error: whatever was built goes, a short page instead. */
 	http_out_reset(&c->out);
 	if (http_out_simple(w, c, req, status, status == 405 ? "Allow: GET, HEAD\r\n" : NULL) < 0)

@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""Integration tests of baton-httpd: start the server, talk to it with real
+clients (curl, http.client, raw sockets, asyncio), check what RFC 9110/9112
+say the answers must be.  usage: test_httpd.py path/to/baton-httpd [test...]"""
+import asyncio
+import http.client
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BIN = sys.argv[1]
+ONLY = sys.argv[2:]
+failures = []
+
+
+class Server:
+    def __init__(self, *args, root=None, limit_fds=None):
+        self.root = root or DOCROOT
+        cmd = [BIN, "-p", "0", "-r", self.root, "-t", "4"] + list(args)
+        pre = None
+        if limit_fds:
+            def pre():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit_fds, limit_fds))
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  preexec_fn=pre, text=True)
+        line = self.p.stdout.readline()
+        m = re.match(r"baton-httpd: serving (.*) at http://127\.0\.0\.1:(\d+)/$", line.strip())
+        if not m:
+            self.p.kill()
+            raise AssertionError("no ready line: %r %s" % (line, self.p.stderr.read()))
+        self.port = int(m.group(2))
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise AssertionError("server did not stop on signal %d" % sig)
+        self.stderr = self.p.stderr.read()
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def raw(port, data, timeout=5.0, shut=False):
+    """Sends bytes, returns everything read until the server closes (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        out += b"<TIMEOUT>"
+    s.close()
+    return out
+
+
+def responses(data):
+    """Splits a byte stream into (status, headers, body) using Content-Length."""
+    out = []
+    while data and not data.startswith(b"<TIMEOUT>"):
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        h = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(b":")
+            h[k.strip().lower().decode()] = v.strip().decode()
+        n = int(h.get("content-length", "0"))
+        out.append((status, h, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def get(port, path, headers=None, method="GET"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-s", "--max-time", "10"] + list(args),
+                          capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------------------
+
+def test_get_head_and_types(s):
+    r = curl("-D", "-", s.url("/index.html"))
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), head)
+    check(body == open(os.path.join(DOCROOT, "index.html"), "rb").read(), "body")
+    check(b"Content-Type: text/html" in head, head)
+    st, h, body = get(s.port, "/a.css", method="HEAD")
+    check(st == 200 and body == b"" and h["content-length"] == "5", (st, h))
+    check(h["content-type"].startswith("text/css"), h)
+    st, h, _ = get(s.port, "/data.bin")
+    check(h["content-type"] == "application/octet-stream", h)
+    st, _, _ = get(s.port, "/missing")
+    check(st == 404, st)
+
+
+def test_big_file_by_sendfile(s):
+    r = curl("-o", "-", s.url("/big.bin"))
+    check(r.stdout == BIG, "1 MiB body differs (%d bytes)" % len(r.stdout))
+
+
+def test_keepalive_and_pipelining(s):
+    req = b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = raw(s.port, req * 3 + b"GET /a.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    rs = responses(data)
+    check(len(rs) == 4 and all(r[0] == 200 and r[2] == b"body\n" for r in rs), rs)
+    check(rs[3][1].get("connection") == "close", rs[3][1])
+    # curl reuses one connection for two URLs
+    r = curl("-w", "%{num_connects}\n", "-o", "/dev/null", s.url("/a.css"),
+             "-o", "/dev/null", s.url("/a.css"))
+    check(r.stdout.split() == [b"1", b"0"], r.stdout)
+
+
+def test_http10(s):
+    data = raw(s.port, b"GET /a.css HTTP/1.0\r\n\r\n", timeout=3)
+    check(data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data and
+          not data.endswith(b"<TIMEOUT>"), data)
+    data = raw(s.port, b"GET /a.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2, timeout=1)
+    check(data.count(b"HTTP/1.1 200") == 2 and b"Connection: keep-alive" in data and
+          data.endswith(b"<TIMEOUT>"), data)
+
+
+def test_conditional_requests(s):
+    st, h, _ = get(s.port, "/a.css")
+    etag, lm = h["etag"], h["last-modified"]
+    st, h2, body = get(s.port, "/a.css", {"If-None-Match": etag})
+    check(st == 304 and body == b"" and h2["etag"] == etag, (st, h2))
+    st, _, _ = get(s.port, "/a.css", {"If-None-Match": '"other", ' + etag})
+    check(st == 304, st)
+    st, _, _ = get(s.port, "/a.css", {"If-None-Match": "*"})
+    check(st == 304, st)
+    st, _, _ = get(s.port, "/a.css", {"If-None-Match": '"other"'})
+    check(st == 200, st)
+    st, _, _ = get(s.port, "/a.css", {"If-Modified-Since": lm})
+    check(st == 304, st)
+    st, _, _ = get(s.port, "/a.css", {"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"})
+    check(st == 200, st)
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+    st, _, _ = get(s.port, "/a.css", {"If-None-Match": '"other"', "If-Modified-Since": lm})
+    check(st == 200, st)
+
+
+def test_ranges(s):
+    st, h, body = get(s.port, "/big.bin", {"Range": "bytes=10-19"})
+    check(st == 206 and body == BIG[10:20], (st, h))
+    check(h["content-range"] == "bytes 10-19/%d" % len(BIG), h)
+    st, h, body = get(s.port, "/big.bin", {"Range": "bytes=-5"})
+    check(st == 206 and body == BIG[-5:], st)
+    st, h, body = get(s.port, "/big.bin", {"Range": "bytes=%d-" % (len(BIG) + 1)})
+    check(st == 416 and h["content-range"] == "bytes */%d" % len(BIG), (st, h))
+    st, h, body = get(s.port, "/big.bin", {"Range": "bytes=0-1,100-102"})
+    check(st == 206 and h["content-type"].startswith("multipart/byteranges; boundary="), h)
+    b = h["content-type"].split("boundary=")[1].encode()
+    check(int(h["content-length"]) == len(body), "multipart length")
+    parts = body.split(b"--" + b)
+    check(len(parts) == 4 and parts[3].startswith(b"--"), parts)
+    check(parts[1].endswith(b"\r\n\r\n" + BIG[0:2] + b"\r\n"), parts[1])
+    check(b"Content-Range: bytes 100-102/%d" % len(BIG) in parts[2], parts[2])
+    check(parts[2].endswith(b"\r\n\r\n" + BIG[100:103] + b"\r\n"), parts[2])
+    st, _, body = get(s.port, "/big.bin", {"Range": "bytes=0-1", "If-Range": '"stale"'})
+    check(st == 200 and len(body) == len(BIG), st)
+    st, _, body = get(s.port, "/big.bin", {"Range": "lines=1-2"})
+    check(st == 200, st)
+
+
+def test_directories(s):
+    st, h, _ = get(s.port, "/sub?x=1")
+    check(st == 301 and h["location"] == "/sub/?x=1", (st, h))
+    st, _, body = get(s.port, "/sub/")
+    check(st == 200 and body == b"sub index\n", body)
+    st, _, _ = get(s.port, "/noindex/")
+    check(st == 403, st)
+
+
+def test_listing():
+    with Server("--listing") as s:
+        st, h, body = get(s.port, "/noindex/")
+        check(st == 200 and b'href="f%20%3C1%3E.txt"' in body and b"f &lt;1&gt;.txt" in body,
+              body)
+        check(s.stop() == 0, "exit status")
+
+
+def test_traversal(s):
+    for target in [b"/../etc/passwd", b"/%2e%2e/%2e%2e/etc/passwd", b"/a/../../etc/passwd",
+                   b"/%2E%2E%2Fetc%2Fpasswd", b"/a.css%00.html", b"/a%zz"]:
+        data = raw(s.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(data.startswith(b"HTTP/1.1 400") and b"Connection: close" in data,
+              (target, data[:80]))
+    st, _, _ = get(s.port, "/escape/passwd")  # a symlink to a directory outside
+    check(st in (403, 404), st)
+    st, _, _ = get(s.port, "/outlink.txt")  # a symlink to a file outside
+    check(st in (403, 404), st)
+    st, _, body = get(s.port, "/inlink.css")  # a symlink inside the root
+    check(st == 200 and body == b"body\n", st)
+
+
+def test_follow_symlinks():
+    with Server("--follow-symlinks") as s:
+        st, _, body = get(s.port, "/outlink.txt")
+        check(st == 200 and body == b"outside\n", (st, body))
+
+
+def test_malformed_requests(s):
+    for req in [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+                b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"]:
+        data = raw(s.port, req + b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        rs = responses(data)
+        check(len(rs) == 1 and rs[0][0] == 400 and rs[0][1].get("connection") == "close",
+              (req, data[:100]))
+    data = raw(s.port, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 505"), data[:50])
+    data = raw(s.port, b"BREW /pot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 501"), data[:50])
+
+
+def test_bodies_on_static(s):
+    # A body we do not read: answered, and the connection closes (the rest of
+    # the stream cannot be trusted to be a request).
+    data = raw(s.port, b"POST /a.css HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    check(data.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in data and
+          b"Connection: close" in data, data[:200])
+    data = raw(s.port, b"POST /a.css HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n0\r\n\r\nGET /a.css HTTP/1.1\r\nHost: x\r\n\r\n")
+    rs = responses(data)
+    check(len(rs) == 1 and rs[0][0] == 405, data[:200])
+
+
+def test_header_limits(s):
+    data = raw(s.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 431"), data[:50])
+    data = raw(s.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 414"), data[:50])
+    many = b"".join(b"X-%d: y\r\n" % i for i in range(120))
+    data = raw(s.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    check(data.startswith(b"HTTP/1.1 431"), data[:50])
+
+
+def test_idle_and_slowloris():
+    with Server("--idle-timeout", "1", "--header-timeout", "1") as s:
+        t0 = time.time()
+        data = raw(s.port, b"", timeout=6)
+        check(data == b"" and time.time() - t0 < 4, ("idle", data, time.time() - t0))
+        # Slowloris: a byte every 200 ms is activity, but the head never ends.
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.settimeout(0.2)
+        t0, got = time.time(), b""
+        for ch in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                c.send(bytes([ch]))
+                got += c.recv(4096)
+                if got:
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+            if time.time() - t0 > 8:
+                break
+        check(got.startswith(b"HTTP/1.1 408") and time.time() - t0 < 4,
+              ("slowloris", got[:40], time.time() - t0))
+        c.close()
+        # a keep-alive client that goes quiet is closed too
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.settimeout(6)
+        data = b""
+        while True:
+            b = c.recv(4096)
+            if not b:
+                break
+            data += b
+        check(data.startswith(b"HTTP/1.1 200"), data[:40])
+        c.close()
+
+
+async def one_client(port, i, results):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    results["open"] += 1
+    await results["go"].wait()
+    for _ in range(2):
+        w.write(b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await r.readuntil(b"\r\n\r\n")
+        n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        body = await r.readexactly(n)
+        if not head.startswith(b"HTTP/1.1 200") or body != b"body\n":
+            results["bad"] += 1
+    w.close()
+    results["ok"] += 1
+
+
+async def many_clients(port, n):
+    results = {"open": 0, "ok": 0, "bad": 0, "go": asyncio.Event()}
+    tasks = [asyncio.create_task(one_client(port, i, results)) for i in range(n)]
+    while results["open"] < n:
+        await asyncio.sleep(0.05)
+        if any(t.done() and t.exception() for t in tasks):
+            break
+    results["go"].set()  # all n connections are open at once
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return results
+
+
+def test_thousand_connections(s):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    res = asyncio.run(many_clients(s.port, 1000))
+    check(res["ok"] == 1000 and res["bad"] == 0, res)
+
+
+def test_max_conns():
+    with Server("--max-conns", "2") as s:
+        a = socket.create_connection(("127.0.0.1", s.port))
+        b = socket.create_connection(("127.0.0.1", s.port))
+        time.sleep(0.2)
+        data = raw(s.port, b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(data.startswith(b"HTTP/1.1 503"), data[:40])
+        a.close()
+        b.close()
+        time.sleep(0.2)
+        check(get(s.port, "/a.css")[0] == 200, "served once below the limit")
+
+
+def test_emfile_does_not_spin():
+    with Server("-t", "2", limit_fds=64) as s:
+        conns = []
+        for _ in range(120):
+            conns.append(socket.create_connection(("127.0.0.1", s.port)))
+        time.sleep(0.3)
+        def cpu():
+            f = open("/proc/%d/stat" % s.p.pid).read().split(")")[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        c0 = cpu()
+        time.sleep(1.0)
+        used = cpu() - c0
+        check(used < 0.5, "server spun on EMFILE: %.2f s CPU in 1 s" % used)
+        for c in conns:
+            c.close()
+        time.sleep(0.5)
+        check(get(s.port, "/a.css")[0] == 200, "serves again once descriptors are free")
+        check(s.stop() == 0, "exit status")
+        check("accept" in s.stderr, s.stderr)
+
+
+def test_graceful_stop_mid_download():
+    with Server("-t", "2") as s:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", s.port))
+        # larger than what the kernel buffers (1 MiB would fit there whole,
+        # letting the server finish at once)
+        c.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = c.recv(1000)
+        idle = socket.create_connection(("127.0.0.1", s.port))  # keep-alive, no request
+        time.sleep(0.2)  # accepted (a client still in the backlog at stop gets a reset)
+        s.p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        check(s.p.poll() is None, "server exited with a download in flight")
+        check(idle.recv(10) == b"", "an idle connection is closed at stop")
+        # new connections are refused now
+        try:
+            x = raw(s.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=2)
+            check(x == b"", ("accepted during stop", x[:40]))
+        except ConnectionError:
+            pass
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now faster
+        c.settimeout(10)
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+        head, _, body = data.partition(b"\r\n\r\n")
+        check(body == BIG * 16, "download cut at %d of %d" % (len(body), len(BIG) * 16))
+        check(s.stop() == 0, "exit status")
+
+
+def test_access_log_and_sighup():
+    d = tempfile.mkdtemp()
+    log = os.path.join(d, "access.log")
+    try:
+        with Server("--access-log", log) as s:
+            get(s.port, "/a.css", {"User-Agent": "tester/1", "Referer": "http://r/"})
+            time.sleep(0.1)
+            line = open(log).read()
+            check(re.match(r'127\.0\.0\.1 - - \[[^]]+\] "GET /a\.css HTTP/1\.1" 200 5 '
+                           r'"http://r/" "tester/1"\n$', line), line)
+            os.rename(log, log + ".1")
+            s.p.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            get(s.port, "/missing")
+            time.sleep(0.1)
+            check('"GET /missing HTTP/1.1" 404' in open(log).read(), "reopened log")
+            check(s.stop() == 0, "exit")
+        with Server("--access-log", log, "--log-format", "common") as s:
+            get(s.port, "/a.css")
+            s.stop()
+            check(open(log).read().splitlines()[-1].endswith('"GET /a.css HTTP/1.1" 200 5'),
+                  open(log).read())
+    finally:
+        shutil.rmtree(d)
+
+
+def test_sigint_stops(s):
+    check(get(s.port, "/a.css")[0] == 200, "serves")
+    check(s.stop(signal.SIGINT) == 0, "exit status on SIGINT")
+
+
+# ---------------------------------------------------------------------------
+
+def make_docroot():
+    global DOCROOT, OUTSIDE, BIG
+    base = tempfile.mkdtemp(prefix="httpd-test-")
+    DOCROOT = os.path.join(base, "root")
+    OUTSIDE = os.path.join(base, "outside")
+    os.makedirs(os.path.join(DOCROOT, "sub"))
+    os.makedirs(os.path.join(DOCROOT, "noindex"))
+    os.makedirs(OUTSIDE)
+    open(os.path.join(OUTSIDE, "passwd"), "w").write("secret\n")
+    open(os.path.join(OUTSIDE, "out.txt"), "w").write("outside\n")
+    open(os.path.join(DOCROOT, "index.html"), "w").write("<h1>home</h1>\n")
+    open(os.path.join(DOCROOT, "a.css"), "w").write("body\n")
+    open(os.path.join(DOCROOT, "data.bin"), "wb").write(b"\0\1")
+    open(os.path.join(DOCROOT, "sub", "index.html"), "w").write("sub index\n")
+    open(os.path.join(DOCROOT, "noindex", "f <1>.txt"), "w").write("x\n")
+    BIG = os.urandom(1 << 20)
+    open(os.path.join(DOCROOT, "big.bin"), "wb").write(BIG)
+    open(os.path.join(DOCROOT, "huge.bin"), "wb").write(BIG * 16)
+    os.symlink(OUTSIDE, os.path.join(DOCROOT, "escape"))
+    os.symlink(os.path.join(OUTSIDE, "out.txt"), os.path.join(DOCROOT, "outlink.txt"))
+    os.symlink("a.css", os.path.join(DOCROOT, "inlink.css"))
+    return base
+
+
+def main():
+    base = make_docroot()
+    shared = Server()
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    try:
+        for name, fn in tests:
+            if ONLY and name not in ONLY:
+                continue
+            t0 = time.time()
+            try:
+                if fn.__code__.co_argcount:
+                    if name == "test_sigint_stops":
+                        with Server() as s:
+                            fn(s)
+                    else:
+                        fn(shared)
+                else:
+                    fn()
+                print("ok   %-34s %.1fs" % (name, time.time() - t0), flush=True)
+            except Exception as e:  # noqa: BLE001 - report every failure
+                failures.append(name)
+                print("FAIL %-34s %r" % (name, e), flush=True)
+        check(shared.stop() == 0, "shared server exit status")
+    finally:
+        if shared.p.poll() is None:
+            shared.p.kill()
+        shutil.rmtree(base)
+    if failures:
+        print("failed:", " ".join(failures))
+        sys.exit(1)
+    print("all passed")
+
+
+main()
