@@ -39,7 +39,7 @@ function jstr(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\
 BEGIN {
 	split("ns_per_event events_per_s rtt_ns add_ns cancel_ns fire_cpu_ns " \
 	      "late_p99_us rss_per_timer_b fds_used instr_per_event " \
-	      "req_per_s p99_us cpu_us_per_req rss_per_conn_b", r, " ")
+	      "req_per_s p99_us cpu_us_per_req rss_per_conn_b rss_idle_b", r, " ")
 	for (i in r) ratio_metric[r[i]] = 1
 	split("i1_violations dup_deliveries g1_violations errors failures bad_expiries", c, " ")
 	for (i in c) check_metric[c[i]] = 1
