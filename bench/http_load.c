@@ -15,7 +15,8 @@
  *     close with SO_LINGER {1, 0} (RST mid-transfer), and start again.
  *
  * The run lasts -d seconds from the moment every keep-alive connection is
- * up (or 20 s after the start), or until SIGTERM/SIGINT; then one line
+ * up (or from 20 s after the start, whatever the state), or until
+ * SIGTERM/SIGINT; then one line
  *   RESULT cfg=.. impl=.. conns=.. ok=.. bad=.. ...
  * goes to stdout.  Exit status 0 even when errors were counted: the caller
  * decides what is a failure from the counters.
@@ -549,8 +550,11 @@ int main(int argc, char **argv)
 			t_tick = now;
 			slow_tick();
 		}
-		if (!t_run && next_open == nconns &&
-		    (established_ka == opt.nka || now - t0 > 20000000000LL)) {
+		/* the timed run starts when every keep-alive connection is up, or
+		 * after 20 s whatever the state (a server that stops accepting
+		 * must not hang the client) */
+		if (!t_run && ((next_open == nconns && established_ka == opt.nka) ||
+		               now - t0 > 20000000000LL)) {
 			t_run = now;
 			ok_at_run = st.ok;
 		}

@@ -125,12 +125,12 @@ main_phase() {
 		-U /1m.bin -d "$DUR" -l "$impl")
 	local t0 t1 t2
 	t0=$(http_cpu_ticks "$SRV")
-	r1=$("$LOADER" "${args[@]}" -x load/pass1) || why="$why loader-failed"
+	r1=$(timeout -k 5 $((DUR + 60)) "$LOADER" "${args[@]}" -x load/pass1) || why="$why loader-failed"
 	t1=$(http_cpu_ticks "$SRV")
 	sleep 2
 	rss1=$(http_rss "$SRV"); fd1=$(http_fds "$SRV")
 	t2=$(http_cpu_ticks "$SRV")
-	r2=$("$LOADER" "${args[@]}" -x load/pass2) || why="$why loader-failed"
+	r2=$(timeout -k 5 $((DUR + 60)) "$LOADER" "${args[@]}" -x load/pass2) || why="$why loader-failed"
 	t2=$(($(http_cpu_ticks "$SRV") - t2))
 	# the server may take a moment to see every close
 	for ((i = 0; i < 40; i++)); do
@@ -186,7 +186,7 @@ emfile_phase() {
 	r=$(cat "$HTTP_TMP/emfile.out")
 	echo "$r" >&2
 	sleep 1
-	rr=$("$LOADER" -p "$p" -c 100 -u /1k.bin -F "$DOC/1k.bin" -d 3 -x load/recovery -l "$impl")
+	rr=$(timeout -k 5 60 "$LOADER" -p "$p" -c 100 -u /1k.bin -F "$DOC/1k.bin" -d 3 -x load/recovery -l "$impl")
 	echo "$rr" >&2
 	for ((i = 0; i < 40; i++)); do
 		fd1=$(http_fds "$SRV")
