@@ -185,7 +185,7 @@ static void refuse(struct http_worker *w, struct http_conn *c, int status)
 static void answer(struct http_worker *w, struct http_conn *c, struct http_request *req,
                    size_t head_len)
 {
-	const struct http_proxy_route *rt = http_cfg.nroutes ? http_proxy_route_for(req) : NULL;
+	const struct http_proxy_route *rt = http_cfg.nroutes ? http_proxy_route_for(w, req) : NULL;
 	if (rt) {
 		int status = http_proxy_start(w, c, req, rt, head_len);
 		if (status > 0) { /* refused before reaching the upstream */
@@ -374,8 +374,16 @@ void http_conn_start(struct http_worker *w, struct http_conn *c)
 {
 	if (atomic_load(&http_stopping))
 		c->draining = true;
-	if (c->over_limit)
+	if (c->over_limit) {
 		refuse(w, c, 503);
+	} else if (http_cfg.nroutes) {
+		/* A proxied request adds the upstream's knotes during the turn; they
+		 * must join a held group, or another thread could get one of them
+		 * while this one still works on c.  A new connection's group is not
+		 * held (it has no member yet), so its first turn comes from kevent(). */
+		release(w, c, 1);
+		return;
+	}
 	release(w, c, drive(w, c));
 }
 

@@ -87,6 +87,7 @@ extern atomic_bool http_stopping;
 extern atomic_int http_live_conns;
 
 void http_push(struct http_worker *w, const struct kevent *kev); /* queue a change */
+void http_flush(struct http_worker *w);                          /* apply the queued changes now */
 void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short filter,
                  unsigned short flags, int64_t data, unsigned fflags);
 int64_t http_now_ms(void);
@@ -119,7 +120,8 @@ int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_
 void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write);
 
 /* proxy.c */
-const struct http_proxy_route *http_proxy_route_for(const struct http_request *req);
+const struct http_proxy_route *http_proxy_route_for(struct http_worker *w,
+                                                    const struct http_request *req);
 /* 0: proxying (c->proxying); > 0: a status to answer with instead */
 int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
                      const struct http_proxy_route *rt, size_t head_len);

@@ -45,10 +45,10 @@ long http_normalize_path(struct http_slice path, char *out, size_t outsz)
 			if ((h = hex(path.p[i + 1])) < 0 || (l = hex(path.p[i + 2])) < 0)
 				return -1;
 			c = (char)(h * 16 + l);
-			if (c == '\0')
-				return -1;
 			i += 2;
 		}
+		if (c == '\0') /* %00, or a raw NUL from a caller that did not refuse it */
+			return -1;
 		if (n + 1 >= outsz)
 			return -1;
 		out[n++] = c;

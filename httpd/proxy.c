@@ -34,8 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PX_BUF   16384
-#define POOL_MAX 256
+#define PX_BUF      16384
+#define POOL_MAX    256
+#define PUMP_ROUNDS 64 /* a turn moves at most this many buffers: fairness */
 
 struct pool {
 	pthread_mutex_t lock;
@@ -49,6 +50,7 @@ struct http_proxy_conn {
 	int ufd; /* -1 between connections */
 	enum body_framing framing;
 	bool broken;      /* the response's framing is wrong: the client connection ends */
+	int err;          /* errno of the last upstream failure, 0: EOF */
 	bool sent_client; /* response bytes went to the client: too late for 502/504 */
 	const struct http_proxy_route *rt;
 	bool reused;      /* ufd came from the pool */
@@ -89,11 +91,17 @@ static struct pool *pool_of(const struct http_proxy_route *rt)
 	return pools ? &pools[rt - http_cfg.routes] : NULL;
 }
 
-const struct http_proxy_route *http_proxy_route_for(const struct http_request *req)
+/* Routes match the normalized path ("/api/../x" is /x, not under /api/), as
+ * the file server would see it; the target goes upstream as the client sent it. */
+const struct http_proxy_route *http_proxy_route_for(struct http_worker *w,
+                                                    const struct http_request *req)
 {
+	long n = http_normalize_path(req->path, w->path, sizeof(w->path));
+	if (n < 0)
+		return NULL; /* the file server answers 400 */
 	for (int i = 0; i < http_cfg.nroutes; i++) {
 		const struct http_proxy_route *r = &http_cfg.routes[i];
-		if (req->path.n >= r->prefix_len && !memcmp(req->path.p, r->prefix, r->prefix_len))
+		if ((size_t)n >= r->prefix_len && !memcmp(w->path, r->prefix, r->prefix_len))
 			return r;
 	}
 	return NULL;
@@ -180,6 +188,9 @@ static int upstream_open(struct http_worker *w, struct http_conn *c)
 	http_push(w, &ch);
 	http_member(&ch, c, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0);
 	http_push(w, &ch);
+	/* Now, not with the next wait: upstream_done() deletes them synchronously
+	 * and may close the fd (or pool it) before that wait. */
+	http_flush(w);
 	return 0;
 }
 
@@ -386,7 +397,7 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 		return 0;
 	ssize_t n = recv(px->ufd, px->down + px->down_len, room, 0);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : (px->err = errno, -1);
 	px->last_up_ms = http_now_ms();
 	if (n == 0) { /* EOF: the end of a close-delimited body, else too early */
 		px->reusable = false;
@@ -427,7 +438,9 @@ static int to_upstream(struct http_conn *c)
 		return 0;
 	ssize_t n = send(px->ufd, px->up + px->up_off, px->up_len - px->up_off, MSG_NOSIGNAL);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN ? 0 : -1;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN
+		               ? 0
+		               : (px->err = errno, -1);
 	px->up_off += (size_t)n;
 	px->last_up_ms = http_now_ms();
 	return 1;
@@ -520,7 +533,8 @@ static int finish(struct http_conn *c)
 int http_proxy_event(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	for (int round = 0; round < 64; round++) {
+	int round = 0;
+	for (; round < PUMP_ROUNDS; round++) {
 		int moved = 0, r;
 		if ((r = from_client(c)) < 0)
 			return -1;
@@ -545,7 +559,11 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 			break;
 	}
 	bool want_read = px->req_left > 0 && c->rlen < c->rcap;
-	http_conn_knotes(w, c, want_read, px->down_off < px->down_len);
+	/* Out of rounds while bytes still move: the upstream's EV_CLEAR knotes
+	 * will not fire again for bytes already there, so ask for another turn
+	 * through the client's level WRITE (writable, it fires at once). */
+	bool again = round == PUMP_ROUNDS;
+	http_conn_knotes(w, c, want_read, again || px->down_off < px->down_len);
 	return 1;
 }
 

@@ -54,6 +54,13 @@ const char *http_date_now(struct http_worker *w)
 	return w->date;
 }
 
+void http_flush(struct http_worker *w)
+{
+	if (w->nch && kevent(http_kq, w->ch, w->nch, NULL, 0, NULL) < 0)
+		http_error_log("kevent (changes): %s", strerror(errno));
+	w->nch = 0;
+}
+
 void http_push(struct http_worker *w, const struct kevent *kev)
 {
 	if (w->nch == (int)(sizeof(w->ch) / sizeof(w->ch[0]))) {
@@ -207,10 +214,11 @@ static void *worker(void *arg)
 		int n = kevent(http_kq, w->ch, w->nch, evs, NEVENTS, NULL);
 		w->nch = 0;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			http_error_log("kevent: %s", strerror(errno));
-			break;
+			/* A failed change with no room for its EV_ERROR lands here: the
+			 * thread carries on (leaving would starve the server). */
+			if (errno != EINTR)
+				http_error_log("kevent: %s", strerror(errno));
+			continue;
 		}
 		bool done[NEVENTS] = {false};
 		for (int i = 0; i < n; i++) {

@@ -23,6 +23,7 @@ failures = []
 
 class Server:
     def __init__(self, *args, root=None, limit_fds=None):
+        self.stderr = None
         self.root = root or DOCROOT
         cmd = [BIN, "-p", "0", "-r", self.root, "-t", "4"] + list(args)
         pre = None
@@ -42,6 +43,8 @@ class Server:
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.stderr is not None:
+            return self.p.returncode
         if self.p.poll() is None:
             self.p.send_signal(sig)
         try:
@@ -50,15 +53,23 @@ class Server:
             self.p.kill()
             raise AssertionError("server did not stop on signal %d" % sig)
         self.stderr = self.p.stderr.read()
+        # a sanitizer build reports there (and exits non-zero)
+        for bad in ("ThreadSanitizer", "AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in self.stderr:
+                raise AssertionError("server stderr:\n" + self.stderr[-3000:])
         return rc
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *a):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+    def __exit__(self, exc_type, *a):
+        if exc_type is None:
+            check(self.stop() == 0, "exit status %s" % self.p.returncode)
+        else:  # the test failed: show what the server said
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+            print("--- server stderr (tail):\n" + self.p.stderr.read()[-2000:], flush=True)
 
 
 def check(cond, what):
@@ -445,6 +456,178 @@ def test_access_log_and_sighup():
 def test_sigint_stops(s):
     check(get(s.port, "/a.css")[0] == 200, "serves")
     check(s.stop(signal.SIGINT) == 0, "exit status on SIGINT")
+
+
+
+# ---- reverse proxy -----------------------------------------------------------
+
+import http.server
+import socketserver
+
+CHUNKS = [b"a" * 10, b"b" * 5000, b"c" * 1]
+BULK = bytes(range(256)) * (4 << 12)  # 4 MiB
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    conns = set()
+
+    def setup(self):
+        super().setup()
+        Upstream.conns.add(self.client_address)
+
+    def log_message(self, *a):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            out = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(n)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_GET(self):
+        if self.path == "/api/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for c in CHUNKS:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/api/close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until close")
+            self.close_connection = True
+        elif self.path == "/api/bulk":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BULK)))
+            self.end_headers()
+            self.wfile.write(BULK)
+        elif self.path == "/api/slow":
+            time.sleep(4)
+        elif self.path.startswith("/api/info"):
+            b = ("%s|%s|%s" % (self.path, self.headers.get("X-Forwarded-For"),
+                               self.headers.get("Connection"))).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(b)))
+            self.send_header("Keep-Alive", "timeout=5")
+            self.end_headers()
+            self.wfile.write(b)
+        else:
+            self.send_error(404)
+
+    def do_POST(self):
+        b = self.body()
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+
+def start_upstream():
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Upstream)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_proxy():
+    up = start_upstream()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    try:
+        with Server() as origin, Server(
+                "--proxy", "/api/=127.0.0.1:%d" % up.server_address[1],
+                "--proxy", "/files/=127.0.0.1:%d" % origin.port,
+                "--proxy", "/dead/=127.0.0.1:%d" % dead.getsockname()[1],
+                "--upstream-timeout", "1") as s:
+            # a second baton-httpd as upstream: a 1 MiB file and a range
+            # routes match the normalized path: this one is a file here
+            st, h, body = get(s.port, "/files/../a.css")
+            check(st == 200 and body == b"body\n", st)
+            data = raw(s.port, b"GET /files/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
+            check(data.startswith(b"HTTP/1.1 400"), data[:40])
+            os.makedirs(os.path.join(DOCROOT, "files"), exist_ok=True)
+            shutil.copy(os.path.join(DOCROOT, "big.bin"), os.path.join(DOCROOT, "files"))
+            t0 = time.time()
+            r = curl("-o", "-", s.url("/files/big.bin"))
+            check(r.stdout == BIG, "proxied 1 MiB differs (%d bytes, curl %d, %.1f s)" %
+                  (len(r.stdout), r.returncode, time.time() - t0))
+            # more than one turn's worth (64 buffers): later turns must come
+            shutil.copy(os.path.join(DOCROOT, "huge.bin"), os.path.join(DOCROOT, "files"))
+            for _ in range(3):
+                r = curl("-o", "-", s.url("/files/huge.bin"))
+                check(r.stdout == BIG * 16, "proxied 16 MiB: %d bytes" % len(r.stdout))
+            st, h, body = get(s.port, "/files/big.bin", {"Range": "bytes=5-9"})
+            check(st == 206 and body == BIG[5:10], st)
+            # A response already waiting whole at the proxy when the client starts
+            # reading: more than one turn's worth must still all come through.
+            for _ in range(2):
+                c = socket.create_connection(("127.0.0.1", s.port))
+                c.sendall(b"GET /api/bulk HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.5)
+                c.settimeout(5)
+                data = b""
+                try:
+                    while len(data) < len(BULK) + 100:
+                        b = c.recv(1 << 20)
+                        if not b:
+                            break
+                        data += b
+                except socket.timeout:
+                    pass
+                c.close()
+                check(data.endswith(b"\r\n\r\n" + BULK), "bulk: %d bytes" % len(data))
+            # chunked and close-delimited upstream responses
+            st, h, body = get(s.port, "/api/chunked")
+            check(st == 200 and body == b"".join(CHUNKS), (st, len(body)))
+            data = raw(s.port, b"GET /api/close HTTP/1.1\r\nHost: x\r\n\r\n")
+            check(data.endswith(b"\r\n\r\nuntil close") and b"Connection: close" in data,
+                  data)
+            # request bodies stream both ways, with Content-Length and chunked
+            big = os.urandom(3 << 20)
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
+            c.request("POST", "/api/echo", body=big)
+            r = c.getresponse()
+            check(r.status == 201 and r.read() == big, "POST body echo")
+            c.request("POST", "/api/echo", body=iter([b"x" * 7000, b"yz"]),
+                      encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+            r = c.getresponse()
+            check(r.status == 201 and r.read() == b"x" * 7000 + b"yz", "chunked body")
+            # hop-by-hop fields and X-Forwarded-For
+            c.request("GET", "/api/info?q=1", headers={"Connection": "keep-alive, X-Foo",
+                                                         "Keep-Alive": "1"})
+            r = c.getresponse()
+            body = r.read()
+            check(body == b"/api/info?q=1|127.0.0.1|keep-alive", body)
+            check(r.getheader("Keep-Alive") is None, r.getheaders())
+            c.close()
+            # keep-alive to the upstream: 20 requests, few connections
+            Upstream.conns.clear()
+            for _ in range(20):
+                check(get(s.port, "/api/info")[0] == 200, "info")
+            check(len(Upstream.conns) <= 2, "upstream connections: %d" % len(Upstream.conns))
+            # failures
+            st, _, _ = get(s.port, "/dead/x")
+            check(st == 502, st)
+            t0 = time.time()
+            st, _, _ = get(s.port, "/api/slow")
+            check(st == 504 and time.time() - t0 < 3.5, (st, time.time() - t0))
+            # still serving afterwards, files too
+            check(get(s.port, "/api/info")[0] == 200 and get(s.port, "/a.css")[0] == 200,
+                  "after failures")
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+        dead.close()
 
 
 # ---------------------------------------------------------------------------

@@ -139,6 +139,7 @@ static void paths_stay_under_the_root(void)
 	        {"a", NULL},
 	};
 	char out[64];
+	CHECK_EQ(http_normalize_path((struct http_slice){"/a\0b", 4}, out, sizeof(out)), -1);
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		struct http_slice s = {paths[i].in, strlen(paths[i].in)};
 		long n = http_normalize_path(s, out, sizeof(out));
