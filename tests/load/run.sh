@@ -92,7 +92,9 @@ export HTTP_TMP HTTP_IDLE=60 HTTP_HEADER=$HEADER
 # shellcheck source=bench/http-lib.sh
 . "$REPO/bench/http-lib.sh"
 SRV=""
-trap '[ -n "$SRV" ] && http_stop "$SRV"; rm -rf "$HTTP_TMP"' EXIT
+STATUS=0
+# on a failure the servers' logs stay in $HTTP_TMP (printed)
+trap '[ -n "$SRV" ] && http_stop "$SRV"; if [ $STATUS = 0 ]; then rm -rf "$HTTP_TMP"; else say "logs kept in $HTTP_TMP"; fi' EXIT
 trap 'exit 130' INT TERM
 DOC=$HTTP_TMP/www
 http_docroot "$DOC"
@@ -211,7 +213,6 @@ emfile_phase() {
 	EMF_WHY=$why
 }
 
-STATUS=0
 for impl in $IMPLS; do
 	say "$impl: $CONNS keep-alive + $SLOW slowloris + $RESETS resetting clients, 2 x ${DUR}s"
 	main_phase "$impl" || { STATUS=1; continue; }
