@@ -92,14 +92,22 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 		atomic_store(&registry[c->fd], 0);
 	if (c->px)
 		http_proxy_free(w, c);
+	struct kevent res[3];
+	if (c->timer_on)
+		http_member(&del[n++], c, c->id, EVFILT_TIMER, EV_DELETE | EV_RECEIPT, 0, 0);
 	if (c->registered) {
-		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_READ, EV_DELETE, 0, 0);
-		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_WRITE, EV_DELETE, 0, 0);
+		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0,
+		            0);
+		http_member(&del[n++], c, (uintptr_t)c->fd, EVFILT_WRITE, EV_DELETE | EV_RECEIPT, 0,
+		            0);
 	}
-	if (c->timer_on) /* last: the others exist for sure, an error stops the list */
-		http_member(&del[n++], c, c->id, EVFILT_TIMER, EV_DELETE, 0, 0);
-	if (n && kevent(http_kq, del, n, NULL, 0, NULL) < 0)
-		http_error_log("kevent (teardown): %s", strerror(errno));
+	/* EV_RECEIPT: every delete is applied and answers in res[], so one that
+	 * fails (it should not) cannot leave the timer behind with c freed. */
+	int got = n ? kevent(http_kq, del, n, res, n, &(struct timespec){0, 0}) : 0;
+	for (int i = 0; i < got; i++)
+		if (res[i].data)
+			http_error_log("kevent (teardown, filter %d): %s", res[i].filter,
+			               strerror((int)res[i].data));
 	close(c->fd);
 	http_out_reset(&c->out);
 	free(c->rbuf);
@@ -332,35 +340,47 @@ down:
  * of the timer, always enabled: a release in the middle of the list would
  * let another thread hold the group while the rest still applies.
  */
-void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
+static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filter, bool on)
 {
 	struct kevent ch;
 	unsigned nodata = 0;
 #ifdef NOTE_NODATA
 	nodata = NOTE_NODATA;
 #endif
-	if (!c->timer_on) {
+	http_member(&ch, c, (uintptr_t)c->fd, filter, EV_ADD | (on ? 0 : EV_DISABLE), 0, nodata);
+	http_push(w, &ch);
+}
+
+void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
+{
+	struct kevent ch;
+	if (!c->timer_on) { /* inert for a whole period */
 		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, timer_period_ms(), 0);
 		http_push(w, &ch);
 		c->timer_on = true;
 	}
-	if (!c->registered || want_read != c->read_on) {
-		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_READ,
-		            EV_ADD | (want_read ? 0 : EV_DISABLE), 0, nodata);
-		http_push(w, &ch);
-	}
-	if (!c->registered || want_write != c->write_on) {
-		http_member(&ch, c, (uintptr_t)c->fd, EVFILT_WRITE,
-		            EV_ADD | (want_write ? 0 : EV_DISABLE), 0, nodata);
-		http_push(w, &ch);
-	}
-	c->read_on = want_read;
-	c->write_on = want_write;
-	if (!c->registered) { /* nobody holds a new connection's group: nothing to release */
+	if (!c->registered) {
+		/* Nobody holds a new connection's group: the first member that can
+		 * fire hands it to another thread at once, even while the rest of
+		 * this list is still being applied (that thread could tear the
+		 * connection down in between).  So the inert changes go first, the
+		 * one that can fire last.  (Only the turn of a registered
+		 * connection wants both.) */
+		push_fd_knote(w, c, want_read ? EVFILT_WRITE : EVFILT_READ, false);
+		push_fd_knote(w, c, want_read ? EVFILT_READ : EVFILT_WRITE,
+		              want_read || want_write);
+		c->read_on = want_read;
+		c->write_on = !want_read && want_write;
 		c->registered = true;
 		return;
 	}
-	http_member(&ch, c, c->id, EVFILT_TIMER, EV_ENABLE, 0, 0);
+	if (want_read != c->read_on)
+		push_fd_knote(w, c, EVFILT_READ, want_read);
+	if (want_write != c->write_on)
+		push_fd_knote(w, c, EVFILT_WRITE, want_write);
+	c->read_on = want_read;
+	c->write_on = want_write;
+	http_member(&ch, c, c->id, EVFILT_TIMER, EV_ENABLE, 0, 0); /* the release */
 	http_push(w, &ch);
 }
 

@@ -138,6 +138,65 @@ static const struct option longopts[] = {
         {NULL, 0, NULL, 0},
 };
 
+/* The long options; false for an unknown one. */
+static bool long_option(int opt)
+{
+	switch (opt) {
+	case OPT_ACCESS_LOG:
+		http_cfg.access_log = strcmp(optarg, "off") ? optarg : NULL;
+		break;
+	case OPT_LOG_FORMAT:
+		if (strcmp(optarg, "common") && strcmp(optarg, "combined")) {
+			fprintf(stderr, "baton-httpd: --log-format common|combined\n");
+			exit(2);
+		}
+		http_cfg.combined = !strcmp(optarg, "combined");
+		break;
+	case OPT_ERROR_LOG:
+		http_cfg.error_log = optarg;
+		break;
+	case OPT_PROXY:
+		add_route(optarg);
+		break;
+	case OPT_REUSEPORT:
+		http_cfg.reuseport = true;
+		break;
+	case OPT_LISTING:
+		http_cfg.listing = true;
+		break;
+	case OPT_FOLLOW:
+		http_cfg.follow_symlinks = true;
+		break;
+	case OPT_MAX_CONNS:
+		http_cfg.max_conns = (int)number(optarg, "--max-conns", 1, 10000000);
+		break;
+	case OPT_IDLE:
+		http_cfg.idle_timeout_ms = 1000 * (int)number(optarg, "--idle-timeout", 1, 86400);
+		break;
+	case OPT_HEADER_TIMEOUT:
+		http_cfg.header_timeout_ms =
+		        1000 * (int)number(optarg, "--header-timeout", 1, 86400);
+		break;
+	case OPT_UPSTREAM_TIMEOUT:
+		http_cfg.upstream_timeout_ms =
+		        1000 * (int)number(optarg, "--upstream-timeout", 1, 86400);
+		break;
+	case OPT_DRAIN:
+		http_cfg.drain_timeout_ms = 1000 * (int)number(optarg, "--drain-timeout", 0, 86400);
+		break;
+	case OPT_MAX_HEADER_BYTES:
+		http_cfg.max_header_bytes =
+		        (size_t)number(optarg, "--max-header-bytes", 256, 1 << 20);
+		break;
+	case OPT_MAX_HEADERS:
+		http_cfg.max_headers = (int)number(optarg, "--max-headers", 1, 10000);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
 static void parse_args(int argc, char **argv)
 {
 	int opt;
@@ -157,63 +216,14 @@ static void parse_args(int argc, char **argv)
 		case 't':
 			http_cfg.threads = (int)number(optarg, "thread count", 1, 1024);
 			break;
-		case OPT_ACCESS_LOG:
-			http_cfg.access_log = strcmp(optarg, "off") ? optarg : NULL;
-			break;
-		case OPT_LOG_FORMAT:
-			if (strcmp(optarg, "common") && strcmp(optarg, "combined")) {
-				fprintf(stderr, "baton-httpd: --log-format common|combined\n");
-				exit(2);
-			}
-			http_cfg.combined = !strcmp(optarg, "combined");
-			break;
-		case OPT_ERROR_LOG:
-			http_cfg.error_log = optarg;
-			break;
-		case OPT_PROXY:
-			add_route(optarg);
-			break;
-		case OPT_REUSEPORT:
-			http_cfg.reuseport = true;
-			break;
-		case OPT_LISTING:
-			http_cfg.listing = true;
-			break;
-		case OPT_FOLLOW:
-			http_cfg.follow_symlinks = true;
-			break;
-		case OPT_MAX_CONNS:
-			http_cfg.max_conns = (int)number(optarg, "--max-conns", 1, 10000000);
-			break;
-		case OPT_IDLE:
-			http_cfg.idle_timeout_ms =
-			        1000 * (int)number(optarg, "--idle-timeout", 1, 86400);
-			break;
-		case OPT_HEADER_TIMEOUT:
-			http_cfg.header_timeout_ms =
-			        1000 * (int)number(optarg, "--header-timeout", 1, 86400);
-			break;
-		case OPT_UPSTREAM_TIMEOUT:
-			http_cfg.upstream_timeout_ms =
-			        1000 * (int)number(optarg, "--upstream-timeout", 1, 86400);
-			break;
-		case OPT_DRAIN:
-			http_cfg.drain_timeout_ms =
-			        1000 * (int)number(optarg, "--drain-timeout", 0, 86400);
-			break;
-		case OPT_MAX_HEADER_BYTES:
-			http_cfg.max_header_bytes =
-			        (size_t)number(optarg, "--max-header-bytes", 256, 1 << 20);
-			break;
-		case OPT_MAX_HEADERS:
-			http_cfg.max_headers = (int)number(optarg, "--max-headers", 1, 10000);
-			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
 		default:
-			usage(stderr);
-			exit(2);
+			if (!long_option(opt)) {
+				usage(stderr);
+				exit(2);
+			}
 		}
 	}
 	if (optind < argc) {
@@ -258,5 +268,7 @@ int main(int argc, char **argv)
 		        gai_strerror(gerr));
 		return 2;
 	}
-	return http_serve(ai, http_cfg.addr);
+	int rc = http_serve(ai, http_cfg.addr);
+	freeaddrinfo(ai);
+	return rc;
 }

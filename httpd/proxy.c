@@ -152,10 +152,15 @@ static void upstream_done(struct http_conn *c, bool pool)
 	struct kevent del[2];
 	if (px->ufd < 0)
 		return;
-	http_member(&del[0], c, (uintptr_t)px->ufd, EVFILT_READ, EV_DELETE, 0, 0);
-	http_member(&del[1], c, (uintptr_t)px->ufd, EVFILT_WRITE, EV_DELETE, 0, 0);
-	if (kevent(http_kq, del, 2, NULL, 0, NULL) < 0)
-		http_error_log("kevent (upstream): %s", strerror(errno));
+	struct kevent res[2];
+	http_member(&del[0], c, (uintptr_t)px->ufd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0);
+	http_member(&del[1], c, (uintptr_t)px->ufd, EVFILT_WRITE, EV_DELETE | EV_RECEIPT, 0, 0);
+	/* EV_RECEIPT: both are applied whatever the first says */
+	int got = kevent(http_kq, del, 2, res, 2, &(struct timespec){0, 0});
+	for (int i = 0; i < got; i++)
+		if (res[i].data)
+			http_error_log("kevent (upstream, filter %d): %s", res[i].filter,
+			               strerror((int)res[i].data));
 	if (pool)
 		pool_put(px->rt, px->ufd);
 	else
