@@ -12,7 +12,7 @@
 #           ratio_nodata_median = the same for baton_nodata/impl; "-" for
 #           Baton's own rows and where there is no such run)
 # Per-round ratios are baton/peer and baton_nodata/peer from the same round
-# (lower is better for every metric except events_per_s, where higher is).
+# (lower is better for every metric except events_per_s and req_per_s, where higher is).
 # Baton's variants are the impls whose name starts with "baton" (baton:
 # exact FreeBSD data; baton_nodata: NOTE_NODATA); every other impl is a peer.
 
@@ -38,7 +38,8 @@ function jstr(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\
 # metrics that get a baton/peer ratio; counters that must stay zero
 BEGIN {
 	split("ns_per_event events_per_s rtt_ns add_ns cancel_ns fire_cpu_ns " \
-	      "late_p99_us rss_per_timer_b fds_used instr_per_event", r, " ")
+	      "late_p99_us rss_per_timer_b fds_used instr_per_event " \
+	      "req_per_s p99_us cpu_us_per_req rss_per_conn_b rss_idle_b", r, " ")
 	for (i in r) ratio_metric[r[i]] = 1
 	split("i1_violations dup_deliveries g1_violations errors failures bad_expiries", c, " ")
 	for (i in c) check_metric[c[i]] = 1
@@ -113,7 +114,7 @@ END {
 						x = median(rr, nr)
 						if (bi == 1) rmed = x; else rnd = x
 						ratio[++nrat] = sprintf("{\"cfg\":%s,\"metric\":%s,\"baton\":%s,\"peer\":%s,\"higher_is_better\":%s,\"median_ratio\":%s,\"min_ratio\":%s,\"max_ratio\":%s,\"rounds\":%d}",
-							jstr(cfg), jstr(m), jstr(bv), jstr(im), (m == "events_per_s") ? "true" : "false",
+							jstr(cfg), jstr(m), jstr(bv), jstr(im), (m == "events_per_s" || m == "req_per_s") ? "true" : "false",
 							jnum(x), jnum(rr[1]), jnum(rr[nr]), nr)
 					}
 				}
