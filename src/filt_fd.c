@@ -117,7 +117,12 @@ static bool fe_level(const struct kq_fdent *fe)
 	return fe->fe_inepoll && !(fe->fe_regmask & (EPOLLET | EPOLLONESHOT));
 }
 
-/* Makes the epoll registration match the knotes (fe_lock held). */
+static void fe_forget(struct kq *kq, struct kq_fdent *fe);
+
+/*
+ * Makes the epoll registration match the knotes (fe_lock held).  -ENOENT or
+ * -EBADF: the file the knotes were made for is gone, and so are they.
+ */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
 	if (fe->fe_type == FT_REGULAR)
@@ -140,8 +145,16 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 	} else if (!fe->fe_armed || want != fe->fe_regmask) {
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-		if (err == -ENOENT) /* the file went away behind our back */
-			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
+		if (err == -ENOENT || err == -EBADF) {
+			/*
+			 * The kernel drops a registration only when its file
+			 * is released: that file was closed where the hooks
+			 * could not see it, and the number is closed or names
+			 * another file.  The knotes go, as with a close (I4).
+			 */
+			fe_forget(kq, fe);
+			return err;
+		}
 	} else {
 		return 0;
 	}
@@ -447,7 +460,7 @@ static int fd_validate(const struct kevent *kev)
 	return 0;
 }
 
-int kq__fd_change(struct kq *kq, const struct kevent *kev)
+static int fd_change_once(struct kq *kq, const struct kevent *kev)
 {
 	int err = fd_validate(kev);
 	if (err)
@@ -471,7 +484,12 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev)
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
 	fe_enter(kq, fe);
-	if ((kev->flags & EV_ADD) &&
+	/*
+	 * EV_ADD, or any change that will register the fd again (its knotes
+	 * were all disabled): is the file still the knotes'?  (An fd that
+	 * stayed registered is checked by the kernel: see fe_sync.)
+	 */
+	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) &&
 	    ((fe->fe_kn[0].kn_status | fe->fe_kn[1].kn_status) & KN_ATTACHED) &&
 	    fe_file_changed(kq, fe))
 		fe_forget(kq, fe); /* as if the close had been seen */
@@ -587,6 +605,16 @@ sync:
 	return err;
 out:
 	fe_leave(kq, fe);
+	return err;
+}
+
+int kq__fd_change(struct kq *kq, const struct kevent *kev)
+{
+	int err = fd_change_once(kq, kev);
+	/* EV_ADD whose registration found the old file gone (closed unseen
+	 * since the look at it): the knotes went with it, register anew. */
+	if (err == -ENOENT && (kev->flags & EV_ADD))
+		err = fd_change_once(kq, kev);
 	return err;
 }
 
