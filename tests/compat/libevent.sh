@@ -48,10 +48,10 @@ method=$(env "${kq_env[@]}" "$COMPAT_DIR/method")
 [ "$method" = kqueue ] || compat_die "event_base_get_method() says $method, not kqueue"
 
 # Every test that is on by default.
-mapfile -t tests < <(test/regress --list-tests | awk 'NF == 1 && $1 ~ /\//')
+mapfile -t tests < <(test/regress --list-tests | awk 'NF == 1 && $1 ~ /\// {print $1}')
 [ ${#tests[@]} -gt 300 ] || compat_die "only ${#tests[@]} tests listed"
 
-# run_all NAME ENV...: one line "test pass|fail|skip" per test in $COMPAT_DIR/NAME
+# run_all NAME ENV...: one line "test pass|fail|skip time" per test in $COMPAT_DIR/NAME
 run_all() {
 	local name=$1 t out rc
 	shift
@@ -59,14 +59,15 @@ run_all() {
 	: >"$COMPAT_DIR/$name"
 	for t in "${tests[@]}"; do
 		out=$COMPAT_DIR/$name.logs/${t//\//_}
-		rc=0
+		rc=0 start=$(date +%s%N)
 		env "$@" timeout -k 5 60 test/regress --timeout 50 "$t" >"$out" 2>&1 || rc=$?
+		ms=$((($(date +%s%N) - start) / 1000000))
 		if [ $rc -ne 0 ]; then
-			echo "$t fail" >>"$COMPAT_DIR/$name"
+			echo "$t fail ${ms}ms" >>"$COMPAT_DIR/$name"
 		elif grep -q SKIPPED "$out"; then
-			echo "$t skip" >>"$COMPAT_DIR/$name"
+			echo "$t skip ${ms}ms" >>"$COMPAT_DIR/$name"
 		else
-			echo "$t pass" >>"$COMPAT_DIR/$name"
+			echo "$t pass ${ms}ms" >>"$COMPAT_DIR/$name"
 		fi
 	done
 }
@@ -74,7 +75,7 @@ run_all() {
 run_all kqueue "${kq_env[@]}"
 run_all epoll "${ep_env[@]}"
 
-count() { grep -c " $2\$" "$COMPAT_DIR/$1" || true; }
+count() { awk -v r="$2" '$2 == r' "$COMPAT_DIR/$1" | wc -l; }
 failed() { awk '$2 == "fail" {print $1}' "$COMPAT_DIR/$1" | sort; }
 passed() { awk '$2 == "pass" {print $1}' "$COMPAT_DIR/$1" | sort; }
 kq_pass=$(count kqueue pass) kq_fail=$(count kqueue fail)
