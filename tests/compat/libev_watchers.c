@@ -151,11 +151,52 @@ static void reuse_case(struct ev_loop *loop, const char *name, bool in_between, 
 		close(keep);
 }
 
+/*
+ * READ and WRITE watchers on a number that is closed and reused: libev
+ * deletes both filters and adds READ for the new socket in one changelist.
+ */
+static void reuse_read_write(struct ev_loop *loop)
+{
+	current = "fd reuse, read and write watchers";
+	int a[2], b[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
+	struct io_state rs = {0, 0}, ws = {0, 0};
+	ev_io r, w;
+	ev_io_init(&r, io_read_cb, a[0], EV_READ);
+	r.data = &rs;
+	ev_io_init(&w, io_write_cb, a[0], EV_WRITE);
+	w.data = &ws;
+	ev_io_start(loop, &r);
+	ev_io_start(loop, &w);
+	CHECK(run_until(loop, &ws.hits, 1, 1.0) == 1); /* io_write_cb stops w */
+	ev_io_start(loop, &w);
+	ev_run(loop, EVRUN_NOWAIT); /* both registered again */
+	int fd = a[0];
+	ev_io_stop(loop, &r);
+	ev_io_stop(loop, &w);
+	close(a[0]);
+	close(a[1]);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+	CHECK(b[0] == fd);
+	ev_io_set(&r, b[0], EV_READ);
+	ev_io_start(loop, &r);
+	int ws0 = ws.hits;
+	CHECK(write(b[1], "r", 1) == 1);
+	CHECK(run_until(loop, &rs.hits, 1, 1.0) == 1 && rs.last == 'r');
+	CHECK(write(b[1], "s", 1) == 1);
+	CHECK(run_until(loop, &rs.hits, 2, 1.0) == 2 && rs.last == 's');
+	CHECK(ws.hits == ws0);
+	ev_io_stop(loop, &r);
+	close(b[0]);
+	close(b[1]);
+}
+
 static void test_fd_reuse(struct ev_loop *loop)
 {
 	reuse_case(loop, "fd reuse, same iteration", false, false);
 	reuse_case(loop, "fd reuse, loop ran between", true, false);
 	reuse_case(loop, "fd reuse, old file dup'd", false, true);
+	reuse_read_write(loop);
 }
 
 /* ---- timer, periodic ---- */
