@@ -95,7 +95,7 @@ only=$(comm -12 <(passed epoll) <(failed kqueue) | paste -sd, -)
 both=$(comm -12 <(failed kqueue) <(failed epoll))
 info="kqueue $kq_pass/$((kq_pass + kq_fail)) overall; epoll baseline $ep_pass/$((ep_pass + ep_fail))"
 retried=$(cut -d' ' -f1,2 "$COMPAT_DIR/retries" 2>/dev/null | sort -u | wc -l)
-[ "$retried" -gt 0 ] && info+="; $retried passed on a retry"
+[ "$retried" -gt 0 ] && info+="; $retried retried after a failed assertion"
 [ -n "$both" ] && info+="; $(wc -l <<<"$both") fail on both: $(paste -sd, - <<<"$both")"
 if [ -z "$only" ] && [ "$ep_pass" -gt 0 ]; then
 	compat_result PASS "$kept/$ep_pass of epoll's passing tests ($info)"
