@@ -12,6 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 compat_init libev-4.33
+COMPAT_NAME="libev-4.33 kqueue" # the result line names the backend
 compat_debsrc
 compat_build_deps libev autoconf automake libtool pkg-config cmake gcc make
 compat_baton
@@ -42,6 +43,6 @@ kq=$(timeout -k 10 180 "$prog" kqueue 2>>"$COMPAT_LOG") || kq_rc=$?
 echo "$ep" >>"$COMPAT_LOG"
 echo "$kq" >>"$COMPAT_LOG"
 if [ "${kq_rc:-0}" -eq 0 ] && [ -n "$kq" ]; then
-	compat_result PASS "${kq#libev_watchers } (${ep#libev_watchers })"
+	compat_result PASS "${kq#libev_watchers kqueue: } (epoll: ${ep#libev_watchers epoll: })"
 fi
 compat_die "${kq:-libev_watchers kqueue: no result (exit ${kq_rc:-?})} (${ep#libev_watchers })"

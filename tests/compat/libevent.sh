@@ -11,6 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 compat_init libevent-2.1.12
+COMPAT_NAME="libevent-2.1.12 kqueue" # the result line names the backend
 compat_debsrc
 compat_build_deps libevent autoconf automake libtool pkg-config cmake gcc make
 compat_baton
