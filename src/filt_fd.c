@@ -138,7 +138,12 @@ static bool fe_level(const struct kq_fdent *fe)
 	return fe->fe_inepoll && !(fe->fe_regmask & (EPOLLET | EPOLLONESHOT));
 }
 
-/* Makes the epoll registration match the knotes (fe_lock held). */
+static void fe_forget(struct kq *kq, struct kq_fdent *fe);
+
+/*
+ * Makes the epoll registration match the knotes (fe_lock held).  -ENOENT or
+ * -EBADF: the file the knotes were made for is gone, and so are they.
+ */
 static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 {
 	KQ_ASSERT_LOCKED(&fe->fe_lock);
@@ -162,8 +167,16 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 	} else if (!fe->fe_armed || want != fe->fe_regmask) {
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-		if (err == -ENOENT) /* the file went away behind our back */
-			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
+		if (err == -ENOENT || err == -EBADF) {
+			/*
+			 * The kernel drops a registration only when its file
+			 * is released: that file was closed where the hooks
+			 * could not see it, and the number is closed or names
+			 * another file.  The knotes go, as with a close (I4).
+			 */
+			fe_forget(kq, fe);
+			return err;
+		}
 	} else {
 		return 0;
 	}
@@ -405,7 +418,12 @@ static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **f
 static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev)
 {
 	KQ_ASSERT_LOCKED(&fe->fe_lock);
-	if ((kev->flags & EV_ADD) && fe_busy(fe) && fe_file_changed(kq, fe))
+	/*
+	 * EV_ADD, or any change that will register the fd again (its knotes
+	 * were all disabled): is the file still the knotes'?  (An fd that
+	 * stayed registered is checked by the kernel: see fe_sync.)
+	 */
+	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) && fe_busy(fe) && fe_file_changed(kq, fe))
 		fe_forget(kq, fe); /* as if the close had been seen */
 	if (fe_busy(fe))
 		return 0;
@@ -479,7 +497,7 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
  * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
  * registration, in one pass under fe_lock.
  */
-int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
+static int fd_change_once(struct kq *kq, const struct kevent *kev, int slot)
 {
 	int err = kq__fd_ops[slot]->f_validate(kev);
 	struct kq_fdent *fe = NULL;
@@ -516,6 +534,16 @@ out:
 	fe_leave(kq, fe);
 	if (release)
 		kq__group_release(kq, release, rgen);
+	return err;
+}
+
+int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
+{
+	int err = fd_change_once(kq, kev, slot);
+	/* EV_ADD whose registration found the old file gone (closed unseen
+	 * since the look at it): the knotes went with it, register anew. */
+	if (err == -ENOENT && (kev->flags & EV_ADD))
+		err = fd_change_once(kq, kev, slot);
 	return err;
 }
 

@@ -101,6 +101,62 @@ static void add_after_raw_close_of_the_number_is_ebadf(void)
 	close(kq);
 }
 
+/*
+ * FreeBSD drops an fd's knotes when it is closed: a later change to them
+ * (EV_ENABLE, EV_DISABLE, EV_DELETE) on a number that a new file took meets
+ * no knote, ENOENT (kqueue_register's look-up, kern_event.c).  Here the close
+ * went past the hooks; the old knotes must not move over to the new file, or
+ * the old udata comes back with the new file's events (I4).
+ */
+static void enable_after_unseen_close_and_reuse_is_enoent(void)
+{
+	int kq = kq_new();
+	int a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(1));
+	write_n(a[1], 1);
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(1)); /* delivered: disabled until EV_ENABLE */
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	write_n(b[1], 2);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_ENABLE, 0, 0), ENOENT);
+	EXPECT_NONE(kq, 50);
+	/* the new file registers and reports as a new file */
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
+	ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 2);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
+static void delete_of_one_filter_after_unseen_close_and_reuse(void)
+{
+	int kq = kq_new();
+	int a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	KOK(kq, (uintptr_t)a[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_WRITE, 1000);
+	CHECK(ev.udata == UD(1));
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0), ENOENT);
+	EXPECT_NONE(kq, 50); /* no WRITE of the new socket under the old udata */
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_WRITE, EV_DISABLE, 0, 0), ENOENT);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
 static void devices_without_kqueue_support_are_enodev(void)
 {
 	static const char *const devs[] = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"};
@@ -130,6 +186,8 @@ int main(void)
 	RUN(reuse_after_fclose_registers_the_new_pipe);
 	RUN(reuse_after_raw_close_registers_the_new_eventfd);
 	RUN(add_after_raw_close_of_the_number_is_ebadf);
+	RUN(enable_after_unseen_close_and_reuse_is_enoent);
+	RUN(delete_of_one_filter_after_unseen_close_and_reuse);
 	RUN(devices_without_kqueue_support_are_enodev);
 	return 0;
 }
