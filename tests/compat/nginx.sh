@@ -23,6 +23,7 @@ done
 . "$here/compat_lib.sh"
 
 work=$(mktemp -d /tmp/baton-compat-nginx.XXXXXX)
+chmod 755 "$work" # nginx's workers run as nobody when the master is root
 masters=()
 cleanup() {
 	local m
