@@ -231,6 +231,26 @@ def check_concurrency():
         s.close()
 
 
+def check_half_close():
+    """A client shuts its sending side after the request: the server sees EOF on read
+    (EV_EOF in kqueue, EPOLLRDHUP in epoll).  A reply written at once arrives whole; a
+    long one nginx stops as "client prematurely closed", and closes: no hang."""
+    for path in ("/small.txt", "/4m.bin"):
+        s = connect(timeout=10)
+        s.sendall(req(path))
+        s.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        body = bytes(data).split(b"\r\n\r\n", 1)[-1]
+        if path == "/small.txt":
+            expect(body == file_bytes("small.txt"), "%d bytes after a half-close" % len(body))
+
+
 def rst_close(s):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
@@ -368,6 +388,7 @@ CHECKS = [
     ("large-file", check_large), ("slow-reader", check_slow_reader),
     ("aio-threads-sendfile", check_aio_sendfile), ("aio-threads-read", check_aio_read),
     ("post-discard", check_post_discard), ("200-connections", check_concurrency),
+    ("half-close", check_half_close),
     ("resets", check_resets), ("keepalive-timeout", check_keepalive_timeout),
     ("header-timeout", check_header_timeout), ("reload", check_reload),
     ("open-file-cache-events", check_file_cache_events), ("error-log-clean", check_log_clean),

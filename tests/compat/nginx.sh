@@ -5,40 +5,46 @@
 # (tests/compat/http_checks.py) against `use epoll;` and `use kqueue;`, and a
 # short wrk comparison.  Prints one result line; exits non-zero when a check
 # fails on the kqueue build (or on the epoll one: then the checks are wrong).
-#   tests/compat/nginx.sh [--quick] [--keep]
-#     --quick  functional checks only, no wrk (what CI runs)
-#     --keep   leave the temp dir for a look
+#   tests/compat/nginx.sh [--quick]
+#     --quick  functional checks only, no wrk (what CI runs; also COMPAT_QUICK=1)
+# COMPAT_KEEP=1 leaves the temp dir for a look.
+# compat: quick
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-quick=0 keep=0
+quick=${COMPAT_QUICK:-0}
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 ;;
-	--keep) keep=1 ;;
-	*) echo "usage: $0 [--quick] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 	esac
 done
-# shellcheck source=tests/compat/compat_lib.sh
-. "$here/compat_lib.sh"
+# shellcheck source=tests/compat/common.sh
+. "$here/common.sh"
 
-work=$(mktemp -d /tmp/baton-compat-nginx.XXXXXX)
+compat_init nginx
+COMPAT_NAME="nginx-1.22.1 kqueue"
+work=$COMPAT_DIR
 chmod 755 "$work" # nginx's workers run as nobody when the master is root
 masters=()
 cleanup() {
 	local m
 	for m in "${masters[@]}"; do kill -QUIT "$m" 2>/dev/null || true; done
-	if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+	[ "${COMPAT_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
-log="$work/log"
+log="$work/logs"
 mkdir -p "$log"
 
-compat_pkgs libpcre2-dev zlib1g-dev libssl-dev dpkg-dev curl wrk pkg-config procps
-compat_need curl wrk python3 pkg-config make cc cmake
-src=$(compat_source nginx 1.22.1 "$work")
-prefix=$(compat_build_baton "$repo" "$work")
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+compat_debsrc
+compat_build_deps nginx curl wrk python3 procps
+compat_baton
+src=$(compat_source nginx)
+grep -q 'NGINX_VERSION *"1.22.1"' "$src/src/core/nginx.h" || compat_die "not nginx 1.22.1: $src"
+prefix=$BATON_PREFIX
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 # nginx's Linux configuration assumes epoll: the kqueue build needs the header
 # included everywhere, NGX_EXCLUSIVE_EVENT (defined only for epoll), and the
@@ -46,11 +52,10 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 common_opts=(--with-threads --without-http_rewrite_module --without-http_gzip_module)
 build_nginx() { # name cc-opt ld-opt
 	local name=$1
-	(cd "$src" && ./configure --builddir="$work/$name" --prefix="$work/run-$name" \
-		"${common_opts[@]}" --with-cc-opt="$2" --with-ld-opt="$3" \
-		>"$log/$name.configure" 2>&1 &&
-		make -j2 -f "$work/$name/Makefile" >"$log/$name.make" 2>&1) ||
-		compat_die "nginx $name build failed (see $log/$name.*)"
+	(cd "$src" && compat_run 600 ./configure --builddir="$work/$name" \
+		--prefix="$work/run-$name" "${common_opts[@]}" --with-cc-opt="$2" --with-ld-opt="$3" &&
+		compat_run 1200 make -j"$COMPAT_JOBS" -f "$work/$name/Makefile") ||
+		compat_die "nginx $name build failed"
 }
 build_nginx epoll "-O2" ""
 build_nginx kqueue "$(pkg-config --cflags baton) -include sys/event.h -DNGX_EXCLUSIVE_EVENT=0 \
@@ -79,7 +84,10 @@ start_nginx() { # name
 	local dir="$work/run-$1"
 	rm -f "$dir/logs/error.log"
 	"$work/$1/nginx" -p "$dir" -c conf/nginx.conf || compat_die "nginx $1 did not start"
-	compat_wait_file "$dir/logs/nginx.pid"
+	for _ in $(seq 50); do
+		[ -s "$dir/logs/nginx.pid" ] && break
+		sleep 0.1
+	done
 	masters+=("$(cat "$dir/logs/nginx.pid")")
 }
 
@@ -100,7 +108,7 @@ run_checks() { # name skip...
 	local name=$1 port dir rc=0 skips=()
 	shift
 	for s in "$@"; do skips+=(--skip "$s"); done
-	port=$(compat_free_port)
+	port=$(free_port)
 	dir="$work/run-$name"
 	write_conf "$name" "$port" 2
 	start_nginx "$name"
@@ -114,7 +122,7 @@ run_checks() { # name skip...
 	r=$(sed -n 's/^checks: [0-9]*\/\([0-9]*\)/\1/p' "$log/checks-$name")
 	[ "$quit" = 1 ] || echo "FAIL graceful-quit: master still there after 10 s" >>"$log/checks-$name"
 	p=$((${p:-0} + quit)) r=$((${r:-0} + 1))
-	printf -v "res_$name" '%s/%s' "$p" "$r"
+	printf -v "res_$name" '%s/%s' "$p" "$r" # res_epoll, res_kqueue
 	grep FAIL "$log/checks-$name" | sed "s/^/nginx $name: /" >&2 || true
 	[ "$rc" = 0 ] && [ "$quit" = 1 ]
 }
@@ -131,7 +139,7 @@ if [ "$quick" = 0 ]; then
 	# Rounds alternate the builds; the ratio is the median of per-round ratios.
 	ratios=()
 	for name in epoll kqueue; do
-		port=$(compat_free_port)
+		port=$(free_port)
 		eval "port_$name=$port"
 		write_conf "$name" "$port" 1
 		start_nginx "$name"
@@ -153,5 +161,5 @@ fi
 
 verdict=PASS
 [ "$ok" = 1 ] || verdict=FAIL
-echo "compat nginx-1.22.1 kqueue: $verdict ${res_kqueue} checks (epoll ${res_epoll}, open_file_cache_events kqueue-only)$bench"
-[ "$ok" = 1 ]
+compat_result "$verdict" \
+	"${res_kqueue} checks (epoll ${res_epoll}, open_file_cache_events kqueue-only)$bench"

@@ -7,50 +7,55 @@
 # server's CPU per request (utime+stime from /proc/PID/stat) on both.
 # Prints one result line; exits non-zero when a unit passes on epoll and not on
 # kqueue.
-#   tests/compat/redis.sh [--full] [--keep]
+#   tests/compat/redis.sh [--full]
 #     --full   Redis's whole test suite instead of the representative units
-#     --keep   leave the temp dir for a look
+# COMPAT_KEEP=1 leaves the temp dir for a look.  Not in CI (tests/compat/run-all).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-full=0 keep=0
+full=0
 for a in "$@"; do
 	case $a in
 	--full) full=1 ;;
-	--keep) keep=1 ;;
-	*) echo "usage: $0 [--full] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--full]" >&2; exit 2 ;;
 	esac
 done
-# shellcheck source=tests/compat/compat_lib.sh
-. "$here/compat_lib.sh"
+# shellcheck source=tests/compat/common.sh
+. "$here/common.sh"
 
-work=$(mktemp -d /tmp/baton-compat-redis.XXXXXX)
+compat_init redis
+work=$COMPAT_DIR
 servers=()
 cleanup() {
 	local p
 	for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done
-	if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+	[ "${COMPAT_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
-log="$work/log"
+log="$work/logs"
 mkdir -p "$log"
 
-compat_pkgs dpkg-dev libjemalloc-dev tcl tcl-tls pkg-config procps openssl
-compat_need tclsh pkg-config make cc cmake
-src=$(compat_source redis 7.0 "$work")
-prefix=$(compat_build_baton "$repo" "$work")
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+compat_debsrc
+compat_build_deps redis tcl tcl-tls procps
+compat_baton
+src=$(compat_source redis)
 version=$(sed -n 's/^#define REDIS_VERSION "\(.*\)"/\1/p' "$src/src/version.h")
+COMPAT_NAME="redis-$version kqueue"
+case $version in 7.0.*) ;; *) compat_die "not Redis 7.0: $src" ;; esac
+prefix=$BATON_PREFIX
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 # Debian's own build flags (debian/rules): the system's jemalloc.
 cp -a "$src" "$work/epoll"
 cp -a "$src" "$work/kqueue"
-make -C "$work/epoll/src" -j2 USE_SYSTEM_JEMALLOC=yes >"$log/epoll.make" 2>&1 ||
-	compat_die "redis epoll build failed (see $log/epoll.make)"
-make -C "$work/kqueue/src" -j2 USE_SYSTEM_JEMALLOC=yes \
+compat_run 1800 make -C "$work/epoll/src" -j"$COMPAT_JOBS" USE_SYSTEM_JEMALLOC=yes ||
+	compat_die "redis epoll build failed"
+compat_run 1800 make -C "$work/kqueue/src" -j"$COMPAT_JOBS" USE_SYSTEM_JEMALLOC=yes \
 	--eval "ae.o: REDIS_CFLAGS += -I. $(pkg-config --cflags baton) -include $here/redis-ae-kqueue.h" \
 	--eval "redis-server redis-cli redis-benchmark: FINAL_LIBS += $(pkg-config --libs baton) -Wl,-rpath,$prefix/lib" \
-	>"$log/kqueue.make" 2>&1 || compat_die "redis kqueue build failed (see $log/kqueue.make)"
+	|| compat_die "redis kqueue build failed"
 # the proof that the switch took: ae.o calls kevent() and not epoll
 nm "$work/kqueue/src/ae.o" | grep -q ' U kevent$' || compat_die "kqueue ae.o does not call kevent"
 ! nm "$work/kqueue/src/ae.o" | grep -q epoll_wait || compat_die "kqueue ae.o still uses epoll"
@@ -86,7 +91,7 @@ run_units kqueue
 
 # redis-benchmark (the epoll build's, the same client for both servers): SET
 # and GET, 50 clients; rounds alternate the servers, round 0 warms up.
-bench_round() { # name port: prints "req/s cpu-us-per-request"
+bench_round() { # name pid port: prints "req/s cpu-us-per-request"
 	local stat0 stat1 tck rps n=200000
 	stat0=$(awk '{print $14 + $15}' "/proc/$2/stat")
 	"$work/epoll/src/redis-benchmark" -p "$3" -c 50 -n "$n" -t set,get -q \
@@ -100,7 +105,7 @@ bench_round() { # name port: prints "req/s cpu-us-per-request"
 }
 declare -A pid port
 for name in epoll kqueue; do
-	port[$name]=$(compat_free_port)
+	port[$name]=$(free_port)
 	"$work/$name/src/redis-server" --port "${port[$name]}" --save '' --appendonly no \
 		--dir "$work" --logfile "$log/server-$name.log" &
 	pid[$name]=$!
@@ -133,8 +138,8 @@ both=$(comm -12 "$log/failed-kqueue" "$log/failed-epoll" | sed 's/^\[[a-z]*\]: /
 verdict=PASS
 [ "$only_kq" = 0 ] || verdict=FAIL
 comm -23 "$log/failed-kqueue" "$log/failed-epoll" | sed 's/^/redis kqueue only: /' >&2
-echo "compat redis-$version kqueue: $verdict $set_name ${ok_kqueue} ok, ${err_kqueue} failed" \
-	"(epoll ${ok_epoll} ok, ${err_epoll} failed${both:+; on both: $both});" \
-	"redis-benchmark SET+GET c=50 x3: kqueue $(median "${rr[@]}")x epoll req/s," \
-	"server CPU/request $(median "${cr[@]}")x (last round ${cpu_kqueue} vs ${cpu_epoll} us)"
-[ "$only_kq" = 0 ]
+line="$set_name ${ok_kqueue} ok, ${err_kqueue} failed (epoll ${ok_epoll} ok, ${err_epoll} failed"
+line+="${both:+; on both: $both}); redis-benchmark SET+GET c=50 x3: kqueue $(median "${rr[@]}")x"
+line+=" epoll req/s, server CPU/request $(median "${cr[@]}")x epoll"
+line+=" (last round ${cpu_kqueue} vs ${cpu_epoll} us)"
+compat_result "$verdict" "$line"
