@@ -99,7 +99,7 @@ bench_round() { # name pid port: prints "req/s cpu-us-per-request"
 	stat1=$(awk '{print $14 + $15}' "/proc/$2/stat")
 	tck=$(getconf CLK_TCK)
 	rps=$(tr '\r' '\n' <"$work/bench.out" |
-		awk '/requests per second/ {s += $2; k++} END {printf "%.0f", s / k}')
+		awk '/requests per second/ {s += $2; k++} END {printf "%.0f", k ? s / k : 0}')
 	awk -v d=$((stat1 - stat0)) -v t="$tck" -v n=$((2 * n)) -v r="$rps" \
 		'BEGIN {printf "%s %.2f\n", r, d / t / n * 1e6}'
 }
@@ -123,8 +123,8 @@ for round in 0 1 2 3; do
 		read -r "rps_$name" "cpu_$name" < <(bench_round "$name" "${pid[$name]}" "${port[$name]}")
 	done
 	[ "$round" = 0 ] && continue
-	rr+=("$(awk -v k="$rps_kqueue" -v e="$rps_epoll" 'BEGIN {printf "%.3f", k / e}')")
-	cr+=("$(awk -v k="$cpu_kqueue" -v e="$cpu_epoll" 'BEGIN {printf "%.3f", k / e}')")
+	rr+=("$(awk -v k="$rps_kqueue" -v e="$rps_epoll" 'BEGIN {printf "%.3f", e > 0 ? k / e : 0}')")
+	cr+=("$(awk -v k="$cpu_kqueue" -v e="$cpu_epoll" 'BEGIN {printf "%.3f", e > 0 ? k / e : 0}')")
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
