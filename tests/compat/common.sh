@@ -138,6 +138,7 @@ compat_baton() {
 		local b=$COMPAT_DIR/baton-build
 		{
 			cmake -S "$compat_root" -B "$b" -DCMAKE_BUILD_TYPE=Release \
+				-DBATON_BUILD_TESTS=OFF -DBATON_BUILD_EXAMPLES=OFF \
 				-DCMAKE_INSTALL_LIBDIR=lib &&
 				cmake --build "$b" -j"$COMPAT_JOBS" &&
 				cmake --install "$b" --prefix "$BATON_PREFIX"
