@@ -4,7 +4,10 @@
  * EOF would never be looked at again; instead its file gets an inotify watch
  * (one inotify fd per kqueue, made when first needed), and a change to the
  * file queues the knotes of every fd watching it for a fresh look.  The same
- * inotify fd is where a VNODE filter will plug in.
+ * inotify fd serves EVFILT_VNODE (filt_vnode.c): every batch read here goes
+ * there too, a watch is added with IN_MASK_ADD (an inode has one wd per
+ * inotify, and a plain add would replace the other user's mask), and a wd
+ * is removed only when neither uses it.
  *
  * A watch that cannot be made (no fd free for the inotify fd, the watch
  * limit reached) is kept as a pending entry (w_wd -1): the kqueue's timerfd
@@ -30,7 +33,7 @@ struct kq_watch {
 
 #define WATCH_EVENTS (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF)
 
-static int inotify_fd(struct kq *kq)
+int kq__inotify_fd(struct kq *kq)
 {
 	if (kq->kq_inofd >= 0)
 		return kq->kq_inofd;
@@ -60,12 +63,12 @@ static void retry_arm(struct kq *kq)
 /* An inotify watch on fd's file, or -errno (kq_lock held). */
 static int add_watch(struct kq *kq, int fd)
 {
-	int ifd = inotify_fd(kq);
+	int ifd = kq__inotify_fd(kq);
 	if (ifd < 0)
 		return ifd;
 	char path[40];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	int wd = inotify_add_watch(ifd, path, WATCH_EVENTS);
+	int wd = inotify_add_watch(ifd, path, WATCH_EVENTS | IN_MASK_ADD);
 	return wd < 0 ? -errno : wd;
 }
 
@@ -154,9 +157,18 @@ void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe)
 	}
 	for (uint32_t i = 0; i < kq->kq_nwatches; i++)
 		shared |= kq->kq_watches[i].w_wd == wd;
-	if (wd >= 0 && !shared)
+	if (wd >= 0 && !shared && !kq__vnode_has_wd(kq, wd))
 		inotify_rm_watch(kq->kq_inofd, wd);
 	pthread_mutex_unlock(&kq->kq_lock);
+}
+
+/* What the READ watches ask of wd: their events if one uses it, else 0. */
+uint32_t kq__file_wd_mask(struct kq *kq, int wd)
+{
+	for (uint32_t i = 0; wd >= 0 && i < kq->kq_nwatches; i++)
+		if (kq->kq_watches[i].w_wd == wd)
+			return WATCH_EVENTS;
+	return 0;
 }
 
 /* The inotify fd is readable: the watched files changed. */
@@ -167,12 +179,15 @@ void kq__file_changed(struct kq *kq)
 	pthread_mutex_lock(&kq->kq_lock);
 	ssize_t r;
 	while (kq->kq_inofd >= 0 && (r = read(kq->kq_inofd, buf, sizeof(buf))) > 0) {
+		kq__vnode_inotify(kq, buf, (size_t)r);
 		if (!fds && !(fds = malloc((kq->kq_nwatches + 1) * sizeof(*fds))))
 			break;
 		for (char *p = buf; p < buf + r;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
+			/* Events were lost (the queue overflowed): look at every file. */
+			bool all = ev->mask & IN_Q_OVERFLOW;
 			for (uint32_t i = 0; i < kq->kq_nwatches; i++) {
-				if (kq->kq_watches[i].w_wd != ev->wd)
+				if (kq->kq_watches[i].w_wd != ev->wd && !all)
 					continue;
 				int j = 0;
 				while (j < nfds && fds[j] != kq->kq_watches[i].w_fd)

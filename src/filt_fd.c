@@ -801,5 +801,6 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 	if (locked_ok) {
 		fe_enter(kq, fe); /* applies it */
 		pthread_mutex_unlock(&fe->fe_lock);
+		kq__vnode_close(kq, fd); /* without a lock, filt_vnode.c sees fe_closegen */
 	}
 }

@@ -56,6 +56,8 @@ static const struct filterops *ops_of(short filter)
 		return &kq__timer_ops;
 	case EVFILT_SIGNAL:
 		return &kq__signal_ops;
+	case EVFILT_VNODE:
+		return &kq__vnode_ops;
 	default:
 		return NULL;
 	}
@@ -71,6 +73,10 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 	uint32_t rgen = 0;
 	pthread_mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, kev->filter, kev->ident);
+	if (kn && fop->f_gone && fop->f_gone(kq, kn, kev)) {
+		generic_drop(kq, kn, fop); /* removed by a close we could not act on */
+		kn = NULL;
+	}
 	if (!kn && !(kev->flags & EV_ADD)) {
 		err = -ENOENT;
 		goto out;
@@ -156,6 +162,10 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 	const struct filterops *fop = ops_of(kn->kn_filter);
 	if (!(kn->kn_status & KN_ACTIVE) || (kn->kn_status & KN_DISABLED))
 		return 0;
+	if (fop->f_gone && fop->f_gone(kq, kn, NULL)) {
+		generic_drop(kq, kn, fop); /* its fd was closed: never seen (I4) */
+		return 0;
+	}
 	kq__knote_copyout(kn, out);
 	if (!fop->f_event(kq, kn, out) && !(kn->kn_status & KN_FORCED)) {
 		kn->kn_status &= ~KN_ACTIVE;

@@ -27,6 +27,7 @@ struct kq_fdent;
 #define KN_KEPT_FLAGS (EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
 
 struct kq_group;
+struct kq_vwatch;
 
 /*
  * What few knotes need, kept out of struct knote so that a timer stays small:
@@ -84,6 +85,11 @@ struct knote {
 			uint32_t triggered;
 		} user;
 		struct kq_fdent *fe; /* fd knotes: their table entry */
+		struct {
+			struct kq_vwatch *w; /* the inode's watch (filt_vnode.c) */
+			uint32_t fflags;     /* NOTE_* seen since the last delivery */
+			uint32_t closegen;   /* the fd entry's fe_closegen at attach */
+		} vn;
 	} kn_u;
 };
 
@@ -110,11 +116,19 @@ struct filterops {
 	bool (*f_event)(struct kq *kq, struct knote *kn, struct kevent *out);
 	/* After delivery: reset state for EV_CLEAR (NULL: nothing). */
 	void (*f_clear)(struct kq *kq, struct knote *kn);
+	/*
+	 * Is the knote's source gone (its fd closed where no lock could be
+	 * taken)?  Then it is dropped unseen, as if removed at the close.
+	 * kev is the change about to apply to it, NULL at delivery.
+	 * NULL: never.
+	 */
+	bool (*f_gone)(struct kq *kq, struct knote *kn, const struct kevent *kev);
 };
 
 extern const struct filterops kq__user_ops;
 extern const struct filterops kq__timer_ops;
 extern const struct filterops kq__signal_ops;
+extern const struct filterops kq__vnode_ops;
 
 /* An fd's registrations: at most one READ and one WRITE knote. */
 enum { FE_READ = 0, FE_WRITE = 1, FE_NKN = 2 };
@@ -194,6 +208,11 @@ struct kq {
 	struct kq_watch *kq_watches;
 	uint32_t kq_nwatches, kq_watchcap;
 	atomic_uint kq_wpending; /* kq_lock to change: watches waiting to be made */
+
+	/* kq_lock: EVFILT_VNODE watches by inotify wd (filt_vnode.c) */
+	struct kq_vwatch **kq_vwatch;
+	uint32_t kq_vwmask, kq_vwcount;
+	atomic_uint kq_nvnode; /* kq_lock to change: VNODE knotes (the close hook skips none) */
 
 	/* kq_lock: signals */
 	uint64_t kq_sigmask;     /* bit n-1 for signal n */
@@ -312,6 +331,16 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe);    /* fe_lock held */
 void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe); /* fe_lock held */
 void kq__file_retry(struct kq *kq);                        /* the timerfd fired */
 void kq__fd_file_changed(struct kq *kq, int fd);
+int kq__inotify_fd(struct kq *kq);                /* made when first needed (kq_lock held) */
+uint32_t kq__file_wd_mask(struct kq *kq, int wd); /* what filewatch asks of wd (kq_lock) */
+
+/* filt_vnode.c: EVFILT_VNODE over the kqueue's inotify fd */
+void kq__vnode_inotify(struct kq *kq, const char *buf, size_t len); /* kq_lock held */
+bool kq__vnode_has_wd(struct kq *kq, int wd);                       /* kq_lock held */
+void kq__vnode_close(struct kq *kq, int fd);      /* close() outside a signal handler */
+void kq__vnode_prefork(struct kq *kq, void *arg); /* fork(), in the parent, first */
+void kq__vnode_fork(struct kq *kq);               /* KQUEUE_CPONFORK child: new inotify */
+void kq__vnode_free(struct kq *kq);               /* kq_release: no lock */
 
 /* timerheap.c (kq_lock held) */
 int kq__theap_insert(struct kq *kq, struct knote *kn);

@@ -300,6 +300,7 @@ static void kq_release(struct kq *kq)
 	free(kq->kq_watches);
 	kq->kq_watches = NULL;
 	kq->kq_nwatches = kq->kq_watchcap = 0;
+	kq__vnode_free(kq);
 	kq__knote_free_all(kq);
 	kq__fdt_destroy(kq);
 	free(kq->kq_hash);
@@ -407,6 +408,7 @@ static void kq_child_atfork(void);
  */
 static void kq_prepare_atfork(void)
 {
+	kq__foreach(kq__vnode_prefork, NULL); /* before any lock of ours is held */
 	KQ_ENTER();
 	pthread_mutex_lock(&kq_global);
 }
@@ -693,6 +695,7 @@ static int kq_child_copy(struct kq *kq)
 		return err;
 	kq__timer_fork(kq);
 	kq__fdt_foreach(kq, kq__fd_fork, NULL);
+	kq__vnode_fork(kq);
 	atomic_store(&kq->kq_refs, atomic_load(&kq->kq_names));
 	atomic_store(&kq->kq_wake_pending, false);
 	kq__wake(kq);
