@@ -151,7 +151,9 @@ if [ "$quick" = 0 ]; then
 			eval "rps_$name=$(awk '/^Requests\/sec/ {print $2}' "$log/wrk-$name-$round")"
 		done
 		# round 0 warms up and is discarded
-		[ "$round" = 0 ] || ratios+=("$(awk -v k="${rps_kqueue:-0}" -v e="${rps_epoll:-0}" 'BEGIN {printf "%.3f", e > 0 ? k / e : 0}')")
+		[ "$round" = 0 ] && continue
+		ratios+=("$(awk -v k="${rps_kqueue:-0}" -v e="${rps_epoll:-0}" \
+			'BEGIN {printf "%.3f", (e > 0 ? k / e : 0)}')")
 	done
 	stop_nginx epoll || true
 	stop_nginx kqueue || true

@@ -123,8 +123,8 @@ for round in 0 1 2 3; do
 		read -r "rps_$name" "cpu_$name" < <(bench_round "$name" "${pid[$name]}" "${port[$name]}")
 	done
 	[ "$round" = 0 ] && continue
-	rr+=("$(awk -v k="$rps_kqueue" -v e="$rps_epoll" 'BEGIN {printf "%.3f", e > 0 ? k / e : 0}')")
-	cr+=("$(awk -v k="$cpu_kqueue" -v e="$cpu_epoll" 'BEGIN {printf "%.3f", e > 0 ? k / e : 0}')")
+	rr+=("$(awk -v k="$rps_kqueue" -v e="$rps_epoll" 'BEGIN {printf "%.3f", (e > 0 ? k / e : 0)}')")
+	cr+=("$(awk -v k="$cpu_kqueue" -v e="$cpu_epoll" 'BEGIN {printf "%.3f", (e > 0 ? k / e : 0)}')")
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
