@@ -14,7 +14,8 @@
 #                         apt-get build-dep SRCPKG, then installs PKG...;
 #                         nothing when all are there already
 #   compat_source SRCPKG  apt-get source into $COMPAT_DIR/src; prints the
-#                         unpacked directory (Debian's patches applied)
+#                         unpacked directory (Debian's patches applied); when
+#                         the newest revision cannot be fetched, the next one
 #   compat_baton          builds libbaton from this checkout (Release) and
 #                         installs it under $COMPAT_DIR/baton; exports
 #                         BATON_PREFIX, BATON_LIBDIR, PKG_CONFIG_PATH.  With
@@ -109,10 +110,16 @@ compat_build_deps() {
 }
 
 compat_source() {
-	local src=$1 dir=$COMPAT_DIR/src
+	local src=$1 dir=$COMPAT_DIR/src v
 	mkdir -p "$dir"
-	(cd "$dir" && apt-get source -qq "$src") >>"$COMPAT_LOG" 2>&1 ||
-		compat_die "apt-get source $src failed"
+	# A mirror may list a revision whose files it no longer serves (nginx's
+	# newest security one answers 404 here): then the older ones, newest first.
+	if ! (cd "$dir" && apt-get source -qq "$src") >>"$COMPAT_LOG" 2>&1; then
+		for v in $(apt-cache showsrc "$src" | sed -n 's/^Version: //p' | sort -u -r -V) ""; do
+			[ -n "$v" ] || compat_die "apt-get source $src failed"
+			(cd "$dir" && apt-get source -qq "$src=$v") >>"$COMPAT_LOG" 2>&1 && break
+		done
+	fi
 	local d
 	for d in "$dir"/*/; do
 		[ -d "$d/debian" ] && {
@@ -130,7 +137,8 @@ compat_baton() {
 		BATON_PREFIX=$COMPAT_DIR/baton
 		local b=$COMPAT_DIR/baton-build
 		{
-			cmake -S "$compat_root" -B "$b" -DCMAKE_BUILD_TYPE=Release -DBATON_BUILD_TESTS=OFF -DBATON_BUILD_EXAMPLES=OFF \
+			cmake -S "$compat_root" -B "$b" -DCMAKE_BUILD_TYPE=Release \
+				-DBATON_BUILD_TESTS=OFF -DBATON_BUILD_EXAMPLES=OFF -DBATON_BUILD_HTTPD=OFF \
 				-DCMAKE_INSTALL_LIBDIR=lib &&
 				cmake --build "$b" -j"$COMPAT_JOBS" &&
 				cmake --install "$b" --prefix "$BATON_PREFIX"
