@@ -181,6 +181,8 @@ static void run(int nthreads)
 #else
 	c->nkids = stress_rounds(300);
 #endif
+	if (c->nkids < 30)
+		c->nkids = 30; /* fewer: a quick run against a broken build may see no violation */
 	c->kids = calloc((size_t)c->nkids, sizeof(*c->kids));
 	SCHECK(c->kids);
 	for (int i = 0; i < c->nkids; i++)
