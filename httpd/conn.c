@@ -51,12 +51,21 @@ void http_conn_registry_init(int maxfd)
 	registry = calloc((size_t)maxfd, sizeof(*registry));
 }
 
-static int timer_period_ms(void)
+/*
+ * When the connection's next timeout falls due (ms, http_now_ms clock): the
+ * lingering limit, the proxy's, a head's or the idle one, whichever applies
+ * and is first.
+ */
+static int64_t deadline_ms(const struct http_conn *c)
 {
-	int p = http_cfg.idle_timeout_ms;
-	if (http_cfg.nroutes && http_cfg.upstream_timeout_ms < p)
-		p = http_cfg.upstream_timeout_ms;
-	return http_cfg.header_timeout_ms < p ? http_cfg.header_timeout_ms : p;
+	if (c->lingering)
+		return c->linger_start_ms + LINGER_MS;
+	if (c->proxying)
+		return http_proxy_deadline(c);
+	int64_t d = c->last_active_ms + http_cfg.idle_timeout_ms;
+	if (c->head_start_ms && !c->out.nseg && c->head_start_ms + http_cfg.header_timeout_ms < d)
+		d = c->head_start_ms + http_cfg.header_timeout_ms;
+	return d;
 }
 
 struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
@@ -354,10 +363,17 @@ static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filt
 void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
 {
 	struct kevent ch;
-	if (!c->timer_on) { /* inert for a whole period */
-		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, timer_period_ms(), 0);
+	/* The timer is moved only when the deadline comes earlier than it is
+	 * armed for (a head starts, lingering starts): activity that pushes the
+	 * deadline later costs nothing, the timer fires early and is re-armed. */
+	int64_t due = deadline_ms(c);
+	if (!c->timer_on || !c->timer_at_ms || due < c->timer_at_ms) {
+		int64_t now = http_now_ms();
+		int64_t ms = due > now ? due - now : 1;
+		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, ms, 0);
 		http_push(w, &ch);
 		c->timer_on = true;
+		c->timer_at_ms = now + ms;
 	}
 	if (!c->registered) {
 		/* Nobody holds a new connection's group: the first member that can
@@ -426,6 +442,8 @@ void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, boo
 {
 	if (forced)
 		c->timer_on = false; /* a forced oneshot is gone once returned */
+	else if (timer)
+		c->timer_at_ms = 0; /* it fired: re-arm it for the deadline now due */
 	if (atomic_load(&http_stopping))
 		c->draining = true;
 	if (timer && !forced && c->proxying && http_proxy_timer(w, c) < 0) {

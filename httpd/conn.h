@@ -68,6 +68,7 @@ struct http_conn {
 	bool lingering;   /* doing that since linger_start_ms */
 	bool over_limit;  /* accepted over --max-conns: gets a 503 */
 	int64_t linger_start_ms;
+	int64_t timer_at_ms; /* when the timer fires next (0: it just fired) */
 	struct http_out out;
 	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
 };
@@ -131,5 +132,7 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c);
 /* The idle timer while proxying: -1 tear down, 0 carry on (maybe a 504 now in c->out). */
 int http_proxy_timer(struct http_worker *w, struct http_conn *c);
 void http_proxy_free(struct http_worker *w, struct http_conn *c);
+/* When http_proxy_timer() would act (ms, http_now_ms clock). */
+int64_t http_proxy_deadline(const struct http_conn *c);
 
 #endif /* HTTPD_CONN_H */
