@@ -85,6 +85,10 @@ struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer,
 		          sizeof(c->peer));
 	c->last_active_ms = http_now_ms();
+	/* The first head is due within the header timeout from the accept, as
+	 * nginx's client_header_timeout: a client that trickles its first byte
+	 * cannot buy itself time. */
+	c->head_start_ms = c->last_active_ms;
 	if (fd < registry_size)
 		atomic_store(&registry[fd], c->id);
 	atomic_fetch_add(&http_live_conns, 1);
@@ -431,6 +435,8 @@ static bool timed_out(struct http_worker *w, struct http_conn *c)
 		return now - c->linger_start_ms >= LINGER_MS;
 	if (c->head_start_ms && now - c->head_start_ms >= http_cfg.header_timeout_ms &&
 	    !c->out.nseg) {
+		if (c->rlen == 0)
+			return true; /* not a byte of a head: nothing to answer */
 		refuse(w, c, 408);
 		flush_out(c); /* one try: the client is slow anyway */
 		return true;

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #define NEVENTS         8
-#define ACCEPT_BATCH    64
+#define ACCEPT_BATCH    512
 #define ACCEPT_RETRY_MS 100
 #define SWEEP_MS        100
 
