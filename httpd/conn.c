@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,10 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 	http_out_reset(&c->out);
 	free(c->rbuf);
 	free(c);
-	if (atomic_fetch_sub(&http_live_conns, 1) == 1 && atomic_load(&http_stopping)) {
+	int left = atomic_fetch_sub(&http_live_conns, 1) - 1;
+	if (left == 0 && !atomic_load(&http_stopping))
+		malloc_trim(0); /* a burst's memory goes back: threads' arenas hold it otherwise */
+	if (left == 0 && atomic_load(&http_stopping)) {
 		struct kevent ev;
 		EV_SET(&ev, HTTP_STOP_EVENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 		http_push(w, &ev);
