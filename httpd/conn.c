@@ -303,6 +303,18 @@ static int linger(struct http_conn *c)
 	return 1;
 }
 
+/* Waiting for the next request with nothing buffered: an idle connection
+ * keeps no read buffer (10 000 idle connections: 20 MB less). */
+static int idle(struct http_conn *c)
+{
+	if (c->rlen == 0 && !c->proxying) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rcap = 0;
+	}
+	return 1;
+}
+
 /*
  * Moves the connection as far as it goes now.  Returns 1 if it waits for
  * READ, 2 if for WRITE, 3 if the proxy has queued its changes, 0 if it was
@@ -337,12 +349,12 @@ static int drive(struct http_worker *w, struct http_conn *c)
 		if (c->draining && c->rlen == 0)
 			goto down;
 		if (!may_read)
-			return 1;
+			return idle(c);
 		int r = fill(c);
 		if (r < 0)
 			goto down;
 		if (r == 0)
-			return 1;
+			return idle(c);
 		may_read = r == 1;
 	}
 down:

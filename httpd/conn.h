@@ -105,6 +105,8 @@ void http_conn_registry_init(int maxfd);
 void http_out_reset(struct http_out *o);
 int http_out_printf(struct http_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int http_out_append(struct http_out *o, const char *p, size_t n);
+int http_out_strs(struct http_out *o, const char *const *strs, int n); /* n <= 16 */
+const char *http_dec(char *buf, int64_t v);                            /* buf: 21+ bytes */
 void http_out_mem_seg(struct http_out *o, size_t from); /* out.buf[from, len) is a segment */
 void http_out_file_seg(struct http_out *o, int64_t off, int64_t len);
 /* Starts a response head: status line, Server, Date, Connection. */

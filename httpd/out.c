@@ -55,6 +55,42 @@ int http_out_append(struct http_out *o, const char *p, size_t n)
 	return 0;
 }
 
+/* The strings, each with its length: the usual head costs no formatting. */
+int http_out_strs(struct http_out *o, const char *const *strs, int n)
+{
+	size_t len[16], total = 0;
+	if (n > 16)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		total += len[i] = strlen(strs[i]);
+	int err = grow(o, total);
+	if (err)
+		return err;
+	for (int i = 0; i < n; i++) {
+		memcpy(o->buf + o->len, strs[i], len[i]);
+		o->len += len[i];
+	}
+	return 0;
+}
+
+/* v in decimal into buf (at least 21 bytes); returns buf. */
+const char *http_dec(char *buf, int64_t v)
+{
+	char tmp[21];
+	int n = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		tmp[n++] = (char)('0' + u % 10);
+	while (u /= 10);
+	char *p = buf;
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	*p = '\0';
+	return buf;
+}
+
 int http_out_printf(struct http_out *o, const char *fmt, ...)
 {
 	va_list ap;
@@ -97,8 +133,16 @@ int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_
 		c->close_after = true;
 	const char *conn = keep ? (req->minor == 0 ? "Connection: keep-alive\r\n" : "")
 	                        : "Connection: close\r\n";
-	return http_out_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: baton-httpd\r\nDate: %s\r\n%s",
-	                       status, http_reason(status), http_date_now(w), conn);
+	char code[24];
+	const char *parts[] = {"HTTP/1.1 ",
+	                       http_dec(code, status),
+	                       " ",
+	                       http_reason(status),
+	                       "\r\nServer: baton-httpd\r\nDate: ",
+	                       http_date_now(w),
+	                       "\r\n",
+	                       conn};
+	return http_out_strs(&c->out, parts, 8);
 }
 
 int http_out_simple(struct http_worker *w, struct http_conn *c, const struct http_request *req,

@@ -97,9 +97,10 @@ static int file_head(struct http_worker *w, struct http_conn *c, const struct ht
 {
 	int err = http_out_head(w, c, req, status);
 	if (!err)
-		err = http_out_printf(&c->out,
-		                      "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
-		                      fi->lastmod, fi->etag);
+		err = http_out_strs(&c->out,
+		                    (const char *[]){"Last-Modified: ", fi->lastmod, "\r\nETag: ",
+		                                     fi->etag, "\r\nAccept-Ranges: bytes\r\n"},
+		                    5);
 	return err;
 }
 
@@ -177,6 +178,7 @@ static int send_file(struct http_worker *w, struct http_conn *c, const struct ht
 	}
 	if (n > 1)
 		return (err = multipart(w, c, req, fi, r, n, bytes)) < 0 ? 500 : err;
+	char num[24];
 	int64_t start = n == 1 ? r[0].start : 0,
 	        len = n == 1 ? r[0].end - r[0].start + 1 : fi->size;
 	err = file_head(w, c, req, n == 1 ? 206 : 200, fi);
@@ -184,8 +186,11 @@ static int send_file(struct http_worker *w, struct http_conn *c, const struct ht
 		err = http_out_printf(&c->out, "Content-Range: bytes %lld-%lld/%lld\r\n",
 		                      (long long)start, (long long)r[0].end, (long long)fi->size);
 	if (!err)
-		err = http_out_printf(&c->out, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n",
-		                      fi->type, (long long)len);
+		err = http_out_strs(&c->out,
+		                    (const char *[]){"Content-Type: ", fi->type,
+		                                     "\r\nContent-Length: ", http_dec(num, len),
+		                                     "\r\n\r\n"},
+		                    5);
 	if (err)
 		return 500;
 	http_out_mem_seg(&c->out, 0);
