@@ -12,8 +12,10 @@
  * Level READ lets a turn read once and stop: if more is queued, READ fires
  * again, so there is no read() that only says EAGAIN on the usual path.
  *
- * The timer is periodic (min of the idle and header timeouts) and only
- * compares clocks when it fires, so activity costs no timer change.  At a
+ * The timer is armed for the connection's next deadline only when that
+ * deadline comes earlier than the timer is armed for; activity that pushes
+ * it later costs no timer change (the timer fires early once and is
+ * re-armed; see deadline_ms()).  At a
  * graceful stop the stopping thread hands every connection its timer with
  * EV_FORCEONESHOT (ident from a registry indexed by fd): it arrives after
  * the owner's release, to whoever then owns the connection, which closes it
