@@ -40,7 +40,8 @@ struct http_seg {
 struct http_out {
 	char *buf; /* head (and small bodies): small or malloc'd */
 	size_t len, cap;
-	struct http_seg seg[HTTP_MAX_SEGS];
+	struct http_seg *seg;         /* seg_small, or HTTP_MAX_SEGS malloc'd (multipart) */
+	struct http_seg seg_small[3]; /* a head, a file (or body), a tail: the usual case */
 	int nseg, cur;
 	int file; /* -1: none */
 	char small[768];
@@ -108,6 +109,7 @@ int http_out_append(struct http_out *o, const char *p, size_t n);
 int http_out_strs(struct http_out *o, const char *const *strs, int n); /* n <= 16 */
 const char *http_dec(char *buf, int64_t v);                            /* buf: 21+ bytes */
 void http_out_mem_seg(struct http_out *o, size_t from); /* out.buf[from, len) is a segment */
+int http_out_reserve_segs(struct http_out *o, int n);   /* room for n segments (<= MAX) */
 void http_out_file_seg(struct http_out *o, int64_t off, int64_t len);
 /* Starts a response head: status line, Server, Date, Connection. */
 int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_request *req,

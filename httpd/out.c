@@ -23,6 +23,9 @@ void http_out_reset(struct http_out *o)
 	o->buf = o->small;
 	o->cap = sizeof(o->small);
 	o->len = 0;
+	if (o->seg != o->seg_small)
+		free(o->seg); /* NULL in a new connection */
+	o->seg = o->seg_small;
 	o->nseg = o->cur = 0;
 	o->file = -1;
 }
@@ -110,16 +113,38 @@ int http_out_printf(struct http_out *o, const char *fmt, ...)
 	}
 }
 
+static int seg_cap(const struct http_out *o)
+{
+	return o->seg == o->seg_small ? (int)(sizeof(o->seg_small) / sizeof(o->seg_small[0]))
+	                              : HTTP_MAX_SEGS;
+}
+
+/* Only multipart responses need more than the inline segments: an idle
+ * connection does not carry room for 34. */
+int http_out_reserve_segs(struct http_out *o, int n)
+{
+	if (n <= seg_cap(o))
+		return 0;
+	if (n > HTTP_MAX_SEGS)
+		return -EINVAL;
+	struct http_seg *p = malloc(HTTP_MAX_SEGS * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, o->seg, (size_t)o->nseg * sizeof(*p));
+	o->seg = p;
+	return 0;
+}
+
 void http_out_mem_seg(struct http_out *o, size_t from)
 {
-	if (o->len > from && o->nseg < HTTP_MAX_SEGS)
+	if (o->len > from && o->nseg < seg_cap(o))
 		o->seg[o->nseg++] =
 		        (struct http_seg){(int64_t)from, (int64_t)(o->len - from), false};
 }
 
 void http_out_file_seg(struct http_out *o, int64_t off, int64_t len)
 {
-	if (len > 0 && o->nseg < HTTP_MAX_SEGS)
+	if (len > 0 && o->nseg < seg_cap(o))
 		o->seg[o->nseg++] = (struct http_seg){off, len, true};
 }
 

@@ -113,7 +113,7 @@ static int multipart(struct http_worker *w, struct http_conn *c, const struct ht
 	snprintf(boundary, sizeof(boundary), "baton%016llx",
 	         (unsigned long long)(c->id * 0x9E3779B97F4A7C15ULL));
 	int64_t part[HTTP_MAX_RANGES][2], total = 0;
-	int err = 0;
+	int err = http_out_reserve_segs(o, 2 * n + 2);
 	for (int i = 0; i < n && !err; i++) {
 		part[i][0] = (int64_t)o->len;
 		err = http_out_printf(o,
