@@ -12,8 +12,10 @@
  * Level READ lets a turn read once and stop: if more is queued, READ fires
  * again, so there is no read() that only says EAGAIN on the usual path.
  *
- * The timer is periodic (min of the idle and header timeouts) and only
- * compares clocks when it fires, so activity costs no timer change.  At a
+ * The timer is armed for the connection's next deadline only when that
+ * deadline comes earlier than the timer is armed for; activity that pushes
+ * it later costs no timer change (the timer fires early once and is
+ * re-armed; see deadline_ms()).  At a
  * graceful stop the stopping thread hands every connection its timer with
  * EV_FORCEONESHOT (ident from a registry indexed by fd): it arrives after
  * the owner's release, to whoever then owns the connection, which closes it
@@ -24,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +54,21 @@ void http_conn_registry_init(int maxfd)
 	registry = calloc((size_t)maxfd, sizeof(*registry));
 }
 
-static int timer_period_ms(void)
+/*
+ * When the connection's next timeout falls due (ms, http_now_ms clock): the
+ * lingering limit, the proxy's, a head's or the idle one, whichever applies
+ * and is first.
+ */
+static int64_t deadline_ms(const struct http_conn *c)
 {
-	int p = http_cfg.idle_timeout_ms;
-	if (http_cfg.nroutes && http_cfg.upstream_timeout_ms < p)
-		p = http_cfg.upstream_timeout_ms;
-	return http_cfg.header_timeout_ms < p ? http_cfg.header_timeout_ms : p;
+	if (c->lingering)
+		return c->linger_start_ms + LINGER_MS;
+	if (c->proxying)
+		return http_proxy_deadline(c);
+	int64_t d = c->last_active_ms + http_cfg.idle_timeout_ms;
+	if (c->head_start_ms && !c->out.nseg && c->head_start_ms + http_cfg.header_timeout_ms < d)
+		d = c->head_start_ms + http_cfg.header_timeout_ms;
+	return d;
 }
 
 struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
@@ -76,6 +88,10 @@ struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer,
 		          sizeof(c->peer));
 	c->last_active_ms = http_now_ms();
+	/* The first head is due within the header timeout from the accept, as
+	 * nginx's client_header_timeout: a client that trickles its first byte
+	 * cannot buy itself time. */
+	c->head_start_ms = c->last_active_ms;
 	if (fd < registry_size)
 		atomic_store(&registry[fd], c->id);
 	atomic_fetch_add(&http_live_conns, 1);
@@ -112,7 +128,10 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 	http_out_reset(&c->out);
 	free(c->rbuf);
 	free(c);
-	if (atomic_fetch_sub(&http_live_conns, 1) == 1 && atomic_load(&http_stopping)) {
+	int left = atomic_fetch_sub(&http_live_conns, 1) - 1;
+	if (left == 0 && !atomic_load(&http_stopping))
+		malloc_trim(0); /* a burst's memory goes back: threads' arenas hold it otherwise */
+	if (left == 0 && atomic_load(&http_stopping)) {
 		struct kevent ev;
 		EV_SET(&ev, HTTP_STOP_EVENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 		http_push(w, &ev);
@@ -286,6 +305,18 @@ static int linger(struct http_conn *c)
 	return 1;
 }
 
+/* Waiting for the next request with nothing buffered: an idle connection
+ * keeps no read buffer (10 000 idle connections: 20 MB less). */
+static int idle(struct http_conn *c)
+{
+	if (c->rlen == 0 && !c->proxying) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rcap = 0;
+	}
+	return 1;
+}
+
 /*
  * Moves the connection as far as it goes now.  Returns 1 if it waits for
  * READ, 2 if for WRITE, 3 if the proxy has queued its changes, 0 if it was
@@ -320,12 +351,12 @@ static int drive(struct http_worker *w, struct http_conn *c)
 		if (c->draining && c->rlen == 0)
 			goto down;
 		if (!may_read)
-			return 1;
+			return idle(c);
 		int r = fill(c);
 		if (r < 0)
 			goto down;
 		if (r == 0)
-			return 1;
+			return idle(c);
 		may_read = r == 1;
 	}
 down:
@@ -354,10 +385,17 @@ static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filt
 void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
 {
 	struct kevent ch;
-	if (!c->timer_on) { /* inert for a whole period */
-		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, timer_period_ms(), 0);
+	/* The timer is moved only when the deadline comes earlier than it is
+	 * armed for (a head starts, lingering starts): activity that pushes the
+	 * deadline later costs nothing, the timer fires early and is re-armed. */
+	int64_t due = deadline_ms(c);
+	if (!c->timer_on || !c->timer_at_ms || due < c->timer_at_ms) {
+		int64_t now = http_now_ms();
+		int64_t ms = due > now ? due - now : 1;
+		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ADD, ms, 0);
 		http_push(w, &ch);
 		c->timer_on = true;
+		c->timer_at_ms = now + ms;
 	}
 	if (!c->registered) {
 		/* Nobody holds a new connection's group: the first member that can
@@ -415,6 +453,8 @@ static bool timed_out(struct http_worker *w, struct http_conn *c)
 		return now - c->linger_start_ms >= LINGER_MS;
 	if (c->head_start_ms && now - c->head_start_ms >= http_cfg.header_timeout_ms &&
 	    !c->out.nseg) {
+		if (c->rlen == 0)
+			return true; /* not a byte of a head: nothing to answer */
 		refuse(w, c, 408);
 		flush_out(c); /* one try: the client is slow anyway */
 		return true;
@@ -426,6 +466,8 @@ void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, boo
 {
 	if (forced)
 		c->timer_on = false; /* a forced oneshot is gone once returned */
+	else if (timer)
+		c->timer_at_ms = 0; /* it fired: re-arm it for the deadline now due */
 	if (atomic_load(&http_stopping))
 		c->draining = true;
 	if (timer && !forced && c->proxying && http_proxy_timer(w, c) < 0) {

@@ -40,7 +40,8 @@ struct http_seg {
 struct http_out {
 	char *buf; /* head (and small bodies): small or malloc'd */
 	size_t len, cap;
-	struct http_seg seg[HTTP_MAX_SEGS];
+	struct http_seg *seg;         /* seg_small, or HTTP_MAX_SEGS malloc'd (multipart) */
+	struct http_seg seg_small[3]; /* a head, a file (or body), a tail: the usual case */
 	int nseg, cur;
 	int file; /* -1: none */
 	char small[768];
@@ -68,6 +69,7 @@ struct http_conn {
 	bool lingering;   /* doing that since linger_start_ms */
 	bool over_limit;  /* accepted over --max-conns: gets a 503 */
 	int64_t linger_start_ms;
+	int64_t timer_at_ms; /* when the timer fires next (0: it just fired) */
 	struct http_out out;
 	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
 };
@@ -104,7 +106,10 @@ void http_conn_registry_init(int maxfd);
 void http_out_reset(struct http_out *o);
 int http_out_printf(struct http_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int http_out_append(struct http_out *o, const char *p, size_t n);
+int http_out_strs(struct http_out *o, const char *const *strs, int n); /* n <= 16 */
+const char *http_dec(char *buf, int64_t v);                            /* buf: 21+ bytes */
 void http_out_mem_seg(struct http_out *o, size_t from); /* out.buf[from, len) is a segment */
+int http_out_reserve_segs(struct http_out *o, int n);   /* room for n segments (<= MAX) */
 void http_out_file_seg(struct http_out *o, int64_t off, int64_t len);
 /* Starts a response head: status line, Server, Date, Connection. */
 int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_request *req,
@@ -131,5 +136,7 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c);
 /* The idle timer while proxying: -1 tear down, 0 carry on (maybe a 504 now in c->out). */
 int http_proxy_timer(struct http_worker *w, struct http_conn *c);
 void http_proxy_free(struct http_worker *w, struct http_conn *c);
+/* When http_proxy_timer() would act (ms, http_now_ms clock). */
+int64_t http_proxy_deadline(const struct http_conn *c);
 
 #endif /* HTTPD_CONN_H */

@@ -23,6 +23,9 @@ void http_out_reset(struct http_out *o)
 	o->buf = o->small;
 	o->cap = sizeof(o->small);
 	o->len = 0;
+	if (o->seg != o->seg_small)
+		free(o->seg); /* NULL in a new connection */
+	o->seg = o->seg_small;
 	o->nseg = o->cur = 0;
 	o->file = -1;
 }
@@ -55,6 +58,42 @@ int http_out_append(struct http_out *o, const char *p, size_t n)
 	return 0;
 }
 
+/* The strings, each with its length: the usual head costs no formatting. */
+int http_out_strs(struct http_out *o, const char *const *strs, int n)
+{
+	size_t len[16], total = 0;
+	if (n > 16)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		total += len[i] = strlen(strs[i]);
+	int err = grow(o, total);
+	if (err)
+		return err;
+	for (int i = 0; i < n; i++) {
+		memcpy(o->buf + o->len, strs[i], len[i]);
+		o->len += len[i];
+	}
+	return 0;
+}
+
+/* v in decimal into buf (at least 21 bytes); returns buf. */
+const char *http_dec(char *buf, int64_t v)
+{
+	char tmp[21];
+	int n = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		tmp[n++] = (char)('0' + u % 10);
+	while (u /= 10);
+	char *p = buf;
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	*p = '\0';
+	return buf;
+}
+
 int http_out_printf(struct http_out *o, const char *fmt, ...)
 {
 	va_list ap;
@@ -74,16 +113,38 @@ int http_out_printf(struct http_out *o, const char *fmt, ...)
 	}
 }
 
+static int seg_cap(const struct http_out *o)
+{
+	return o->seg == o->seg_small ? (int)(sizeof(o->seg_small) / sizeof(o->seg_small[0]))
+	                              : HTTP_MAX_SEGS;
+}
+
+/* Only multipart responses need more than the inline segments: an idle
+ * connection does not carry room for 34. */
+int http_out_reserve_segs(struct http_out *o, int n)
+{
+	if (n <= seg_cap(o))
+		return 0;
+	if (n > HTTP_MAX_SEGS)
+		return -EINVAL;
+	struct http_seg *p = malloc(HTTP_MAX_SEGS * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, o->seg, (size_t)o->nseg * sizeof(*p));
+	o->seg = p;
+	return 0;
+}
+
 void http_out_mem_seg(struct http_out *o, size_t from)
 {
-	if (o->len > from && o->nseg < HTTP_MAX_SEGS)
+	if (o->len > from && o->nseg < seg_cap(o))
 		o->seg[o->nseg++] =
 		        (struct http_seg){(int64_t)from, (int64_t)(o->len - from), false};
 }
 
 void http_out_file_seg(struct http_out *o, int64_t off, int64_t len)
 {
-	if (len > 0 && o->nseg < HTTP_MAX_SEGS)
+	if (len > 0 && o->nseg < seg_cap(o))
 		o->seg[o->nseg++] = (struct http_seg){off, len, true};
 }
 
@@ -97,8 +158,16 @@ int http_out_head(struct http_worker *w, struct http_conn *c, const struct http_
 		c->close_after = true;
 	const char *conn = keep ? (req->minor == 0 ? "Connection: keep-alive\r\n" : "")
 	                        : "Connection: close\r\n";
-	return http_out_printf(&c->out, "HTTP/1.1 %d %s\r\nServer: baton-httpd\r\nDate: %s\r\n%s",
-	                       status, http_reason(status), http_date_now(w), conn);
+	char code[24];
+	const char *parts[] = {"HTTP/1.1 ",
+	                       http_dec(code, status),
+	                       " ",
+	                       http_reason(status),
+	                       "\r\nServer: baton-httpd\r\nDate: ",
+	                       http_date_now(w),
+	                       "\r\n",
+	                       conn};
+	return http_out_strs(&c->out, parts, 8);
 }
 
 int http_out_simple(struct http_worker *w, struct http_conn *c, const struct http_request *req,

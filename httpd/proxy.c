@@ -572,6 +572,14 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 	return 1;
 }
 
+int64_t http_proxy_deadline(const struct http_conn *c)
+{
+	const struct http_proxy_conn *px = c->px;
+	if (px->down_off < px->down_len)
+		return c->last_active_ms + http_cfg.idle_timeout_ms;
+	return px->last_up_ms + http_cfg.upstream_timeout_ms;
+}
+
 int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;

@@ -328,6 +328,48 @@ def test_idle_and_slowloris():
         c.close()
 
 
+def timed_close(port, first, then, every, limit):
+    """Connects, waits 0.5 s (out of step with the accept), sends first,
+    then a byte of then every `every` s; returns (seconds from the connect
+    until the server closed, bytes received)."""
+    t0 = time.time()
+    c = socket.create_connection(("127.0.0.1", port))
+    c.settimeout(every)
+    time.sleep(0.5)
+    got, i = b"", 0
+    c.sendall(first)
+    while time.time() - t0 < limit:
+        try:
+            b = c.recv(4096)
+            if not b:
+                break
+            got += b
+        except socket.timeout:
+            if i < len(then):
+                try:
+                    c.send(then[i:i + 1])
+                except OSError:
+                    break
+                i += 1
+        except OSError:
+            break
+    c.close()
+    return time.time() - t0, got
+
+
+def test_timeouts_on_time():
+    # A timeout closes at its own time, not up to one timer period later
+    # (the periodic timer armed at accept closed a head that started 0.5 s
+    # after the accept, or went idle then, at twice the timeout).  The
+    # first head is due within the header timeout from the accept (nginx).
+    with Server("--idle-timeout", "60", "--header-timeout", "2") as s:
+        t, got = timed_close(s.port, b"G", b"ET / HTTP/1.1\r\nX-Slow: " + b"a" * 100, 0.3, 8)
+        check(got.startswith(b"HTTP/1.1 408") and 1.8 <= t <= 2.9, ("head", got[:40], t))
+    with Server("--idle-timeout", "2", "--header-timeout", "60") as s:
+        t, got = timed_close(s.port, b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n", b"", 0.3, 8)
+        check(got.startswith(b"HTTP/1.1 200") and 2.3 <= t <= 3.4, ("idle", got[:40], t))
+
+
 async def one_client(port, i, results):
     r, w = await asyncio.open_connection("127.0.0.1", port)
     results["open"] += 1
