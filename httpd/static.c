@@ -21,14 +21,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define HTTP_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HTTP_TSAN 1
-#endif
-#endif
-
 static int open_beneath(int dirfd, const char *rel)
 {
 	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY};
@@ -37,22 +29,7 @@ static int open_beneath(int dirfd, const char *rel)
 	if (fd < 0 && errno == ENOSYS)
 		fd = openat(dirfd, rel,
 		            (int)how.flags | (http_cfg.follow_symlinks ? 0 : O_NOFOLLOW));
-	if (fd < 0)
-		return -errno;
-#ifdef HTTP_TSAN
-	/*
-	 * ThreadSanitizer does not see a descriptor made by a raw system call:
-	 * it would take this number's close() and an earlier file's use of the
-	 * same number for a race.  Hand it a copy it made itself.
-	 */
-	int d = dup(fd); /* intercepted, unlike fcntl(F_DUPFD) */
-	int err = d < 0 || fcntl(d, F_SETFD, FD_CLOEXEC) < 0 ? -errno : 0;
-	if (err && d >= 0)
-		close(d);
-	syscall(SYS_close, fd); /* never registered anywhere */
-	fd = err ? err : d;
-#endif
-	return fd;
+	return fd < 0 ? -errno : fd;
 }
 
 static int status_of_errno(int err)
