@@ -92,10 +92,20 @@ struct http_conn *http_conn_new(int fd, const struct sockaddr *sa)
 	 * nginx's client_header_timeout: a client that trickles its first byte
 	 * cannot buy itself time. */
 	c->head_start_ms = c->last_active_ms;
-	if (fd < registry_size)
-		atomic_store(&registry[fd], c->id);
 	atomic_fetch_add(&http_live_conns, 1);
 	return c;
+}
+
+void http_conn_published(struct http_worker *w)
+{
+	for (int i = 0; i < w->npub; i++) {
+		/* c may be gone already (not touched): a stale id written here
+		 * only gets ENOENT from the stopper (ids are never reused), and the
+		 * next connection on the number writes its own. */
+		if (w->pub[i].fd < registry_size)
+			atomic_store(&registry[w->pub[i].fd], w->pub[i].id);
+	}
+	w->npub = 0;
 }
 
 /* The owner ends the connection.  Deleting the knotes before close() orders
@@ -104,8 +114,10 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 {
 	struct kevent del[3];
 	int n = 0;
-	if (c->fd < registry_size)
-		atomic_store(&registry[c->fd], 0);
+	if (c->fd < registry_size) {
+		uint64_t mine = c->id; /* only its own entry: a newer one stays */
+		atomic_compare_exchange_strong(&registry[c->fd], &mine, 0);
+	}
 	if (c->px)
 		http_proxy_free(w, c);
 	struct kevent res[3];
@@ -410,6 +422,12 @@ void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read
 		c->read_on = want_read;
 		c->write_on = !want_read && want_write;
 		c->registered = true;
+		/* The stopper may force the timer only once all of these are
+		 * applied: forced earlier, another thread could tear c down
+		 * between them and this list would register a closed fd. */
+		w->pub[w->npub].fd = c->fd;
+		w->pub[w->npub].id = c->id;
+		w->npub++;
 		return;
 	}
 	if (want_read != c->read_on)

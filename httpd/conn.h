@@ -78,6 +78,13 @@ struct http_conn {
 struct http_worker {
 	struct kevent ch[256];
 	int nch;
+	/* New connections whose knotes are among ch[]: published to the
+	 * stopper's registry only once ch[] was applied (http_conn_published). */
+	struct {
+		int fd;
+		uint64_t id;
+	} pub[256];
+	int npub;
 	struct http_header *headers; /* max_headers entries */
 	char path[4096];             /* a normalized request path */
 	char scratch[16384];         /* proxy: a response head being rewritten */
@@ -90,6 +97,7 @@ extern atomic_int http_live_conns;
 
 void http_push(struct http_worker *w, const struct kevent *kev); /* queue a change */
 void http_flush(struct http_worker *w);                          /* apply the queued changes now */
+void http_conn_published(struct http_worker *w);                 /* ch[] was applied: see pub[] */
 void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short filter,
                  unsigned short flags, int64_t data, unsigned fflags);
 int64_t http_now_ms(void);

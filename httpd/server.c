@@ -63,15 +63,14 @@ void http_flush(struct http_worker *w)
 	if (w->nch && kevent(http_kq, w->ch, w->nch, NULL, 0, NULL) < 0)
 		http_error_log("kevent (changes): %s", strerror(errno));
 	w->nch = 0;
+	http_conn_published(w);
 }
 
 void http_push(struct http_worker *w, const struct kevent *kev)
 {
-	if (w->nch == (int)(sizeof(w->ch) / sizeof(w->ch[0]))) {
-		if (kevent(http_kq, w->ch, w->nch, NULL, 0, NULL) < 0)
-			http_error_log("kevent (changes): %s", strerror(errno));
-		w->nch = 0;
-	}
+	if (w->nch == (int)(sizeof(w->ch) / sizeof(w->ch[0])) ||
+	    w->npub == (int)(sizeof(w->pub) / sizeof(w->pub[0])))
+		http_flush(w);
 	w->ch[w->nch++] = *kev;
 }
 
@@ -165,8 +164,7 @@ static bool on_server_event(struct http_worker *w, const struct kevent *ev)
 		struct kevent ch; /* pass it on: the event stays triggered for the next */
 		EV_SET(&ch, HTTP_STOP_EVENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 		http_push(w, &ch);
-		kevent(http_kq, w->ch, w->nch, NULL, 0, NULL);
-		w->nch = 0;
+		http_flush(w);
 		return false;
 	}
 	if (ev->filter == EVFILT_SIGNAL && ev->ident == SIGHUP) {
@@ -217,6 +215,7 @@ static void *worker(void *arg)
 	for (;;) {
 		int n = kevent(http_kq, w->ch, w->nch, evs, NEVENTS, NULL);
 		w->nch = 0;
+		http_conn_published(w);
 		if (n < 0) {
 			/* A failed change with no room for its EV_ERROR lands here: the
 			 * thread carries on (leaving would starve the server). */
