@@ -129,7 +129,8 @@ http_start_baton() {
 # only (a B5 peer): WORKERS processes (server.max-worker; 1: the master
 # serves), sendfile, no access log (mod_accesslog not loaded), keep-alive
 # requests up to lighttpd's maximum, the same idle and head timeouts as the
-# others; -D keeps the master our child; prints its pid.
+# others; -D keeps the master our child (in a session of its own); prints
+# its pid.
 http_start_lighttpd() {
 	local name=$1 workers=$2 port=$3 root=$4 d=$HTTP_TMP/$1 idle=${HTTP_IDLE:-120} mw=0
 	[ "$workers" -gt 1 ] && mw=$workers
@@ -149,8 +150,11 @@ http_start_lighttpd() {
 		"server.max-keep-alive-idle = $idle" \
 		"server.max-read-idle = ${HTTP_HEADER:-$idle}" \
 		'mimetype.assign = ( "" => "application/octet-stream" )' >"$d/lighttpd.conf"
+	# setsid: lighttpd's master passes a stop signal on with kill(0, ...),
+	# to its whole process group, which would otherwise be ours (it killed
+	# the benchmark scripts); not a group leader here, setsid execs in place
 	# shellcheck disable=SC2086
-	${HTTP_PRLIMIT:+prlimit $HTTP_PRLIMIT} lighttpd -D -f "$d/lighttpd.conf" \
+	${HTTP_PRLIMIT:+prlimit $HTTP_PRLIMIT} setsid lighttpd -D -f "$d/lighttpd.conf" \
 		</dev/null >"$d/stdout" 2>&1 &
 	local pid=$!
 	if ! http_wait_port "$port" 10; then
