@@ -621,6 +621,13 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(b)))
             self.end_headers()
             self.wfile.write(b)
+        elif self.path in ("/api/split", "/api/split103"):  # a head in pieces
+            first = (b"HTTP/1.1 103 Early", b" Hints\r\nLink: </a.css>\r\n\r\n")
+            for part in (first if self.path.endswith("103") else ()) + (
+                    b"HTTP/1.1 200 OK\r\nContent-", b"Length: 5\r\nX-Up: 1\r\n", b"\r\nhello"):
+                self.wfile.write(part)
+                self.wfile.flush()
+                time.sleep(0.2)
         elif self.path == "/api/switch":  # switches protocols unasked
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                              b"Connection: Upgrade\r\n\r\n")
@@ -829,6 +836,24 @@ def test_proxy_expect_and_interim():
     finally:
         up.shutdown()
         up10.shutdown()
+
+
+def test_proxy_split_head():
+    """Upstream heads arriving in pieces: nothing reaches the client before a
+    head is whole (and rewritten)."""
+    up = start_upstream()
+    try:
+        with Server("--proxy", "/api/=127.0.0.1:%d" % up.server_address[1]) as s:
+            final = (rb"HTTP/1\.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n"
+                     rb"Connection: close\r\n\r\nhello$")
+            data = raw(s.port, b"GET /api/split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(re.match(final, data), data)
+            data = raw(s.port, b"GET /api/split103 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(re.match(rb"HTTP/1\.1 103 Early Hints\r\nLink: </a\.css>\r\n\r\n" + final, data),
+                  data)
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
 
 
 def test_proxy_upgrade_not_forwarded():
