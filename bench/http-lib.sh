@@ -1,5 +1,5 @@
 # Shell functions shared by bench/http-bench (B5–B8) and tests/load/run.sh:
-# a generated docroot, baton-httpd and nginx started from a temporary prefix,
+# a generated docroot, baton-httpd, nginx and lighttpd started from a temporary prefix,
 # and /proc readings of a server (its processes: nginx's master and workers).
 # Source it; it needs $HTTP_TMP (a private temporary directory).
 
@@ -125,13 +125,55 @@ http_start_baton() {
 	return 1
 }
 
-# http_start IMPL NAME THREADS PORT DOCROOT [UPSTREAM_PORT]; IMPL = baton | nginx
+# http_start_lighttpd NAME WORKERS PORT DOCROOT: lighttpd for static files
+# only (a B5 peer): WORKERS processes (server.max-worker; 1: the master
+# serves), sendfile, no access log (mod_accesslog not loaded), keep-alive
+# requests up to lighttpd's maximum, the same idle and head timeouts as the
+# others; -D keeps the master our child (in a session of its own); prints
+# its pid.
+http_start_lighttpd() {
+	local name=$1 workers=$2 port=$3 root=$4 d=$HTTP_TMP/$1 idle=${HTTP_IDLE:-120} mw=0
+	[ "$workers" -gt 1 ] && mw=$workers
+	mkdir -p "$d"
+	printf '%s\n' \
+		"server.document-root = \"$root\"" \
+		'server.bind = "127.0.0.1"' \
+		"server.port = $port" \
+		"server.pid-file = \"$d/lighttpd.pid\"" \
+		"server.errorlog = \"$d/error.log\"" \
+		"server.max-worker = $mw" \
+		'server.network-backend = "sendfile"' \
+		'server.max-fds = 20000' \
+		'server.max-connections = 19000' \
+		'server.listen-backlog = 4096' \
+		'server.max-keep-alive-requests = 65535' \
+		"server.max-keep-alive-idle = $idle" \
+		"server.max-read-idle = ${HTTP_HEADER:-$idle}" \
+		'mimetype.assign = ( "" => "application/octet-stream" )' >"$d/lighttpd.conf"
+	# setsid: lighttpd's master passes a stop signal on with kill(0, ...),
+	# to its whole process group, which would otherwise be ours (it killed
+	# the benchmark scripts); not a group leader here, setsid execs in place
+	# shellcheck disable=SC2086
+	${HTTP_PRLIMIT:+prlimit $HTTP_PRLIMIT} setsid lighttpd -D -f "$d/lighttpd.conf" \
+		</dev/null >"$d/stdout" 2>&1 &
+	local pid=$!
+	if ! http_wait_port "$port" 10; then
+		echo "lighttpd $name did not start:" >&2
+		cat "$d/error.log" "$d/stdout" >&2 2>/dev/null
+		kill "$pid" 2>/dev/null
+		return 1
+	fi
+	echo "$pid"
+}
+
+# http_start IMPL NAME THREADS PORT DOCROOT [UPSTREAM_PORT]; IMPL = baton | nginx | lighttpd
 http_start() {
 	local impl=$1
 	shift
 	case $impl in
 	baton) http_start_baton "$@" ;;
 	nginx) http_start_nginx "$@" ;;
+	lighttpd) http_start_lighttpd "$@" ;;
 	*) echo "http_start: unknown server $impl" >&2; return 1 ;;
 	esac
 }

@@ -137,6 +137,8 @@ static void teardown(struct http_worker *w, struct http_conn *c)
 			http_error_log("kevent (teardown, filter %d): %s", res[i].filter,
 			               strerror((int)res[i].data));
 	close(c->fd);
+	if (c->log) /* the body bytes that went out before the end */
+		http_access_done(c->log);
 	http_out_reset(&c->out);
 	free(c->rbuf);
 	free(c);
@@ -178,6 +180,8 @@ static int flush_out(struct http_conn *c)
 		}
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		if (c->log)
+			http_access_sent(c->log, n);
 		budget -= n;
 		while (n > 0) { /* advance over what went out */
 			s = &o->seg[o->cur];
@@ -189,16 +193,28 @@ static int flush_out(struct http_conn *c)
 				o->cur++;
 		}
 	}
+	if (c->log) {
+		http_access_done(c->log);
+		c->log = NULL;
+	}
 	http_out_reset(o);
 	return 1;
 }
 
-static void log_request(struct http_conn *c, const struct http_request *req, int status,
-                        int64_t bytes)
+void http_log_response(struct http_conn *c, const struct http_request *req, int status)
 {
 	if (!http_access_log_on())
 		return;
-	struct http_access a = {.peer = c->peer, .status = status, .bytes = bytes, .minor = 1};
+	/* the head is out.buf's start: what comes after its empty line is body */
+	const char *end = memmem(c->out.buf, c->out.len, "\r\n\r\n", 4);
+	int64_t head = end ? end + 4 - c->out.buf : (int64_t)c->out.len;
+	if (c->log) { /* held by the proxy for this request: now our answer to it */
+		c->log->a.status = status;
+		c->log->head_bytes = head;
+		c->log->sent = 0;
+		return;
+	}
+	struct http_access a = {.peer = c->peer, .status = status, .minor = 1};
 	if (req) {
 		a.method = req->method_name;
 		a.target = req->target;
@@ -206,7 +222,11 @@ static void log_request(struct http_conn *c, const struct http_request *req, int
 		a.user_agent = req->user_agent;
 		a.minor = req->minor;
 	}
-	http_access_log(&a);
+	c->log = http_access_hold(&a, head);
+	if (c->log && !c->out.nseg) { /* nothing to send: done now */
+		http_access_done(c->log);
+		c->log = NULL;
+	}
 }
 
 /* A request we refuse before understanding it: the stream is unusable. */
@@ -216,7 +236,7 @@ static void refuse(struct http_worker *w, struct http_conn *c, int status)
 	c->linger = true;
 	http_out_reset(&c->out);
 	if (http_out_simple(w, c, NULL, status, NULL) == 0)
-		log_request(c, NULL, status, 0);
+		http_log_response(c, NULL, status);
 	c->rlen = 0;
 }
 
@@ -231,7 +251,7 @@ static void answer(struct http_worker *w, struct http_conn *c, struct http_reque
 			c->close_after = c->linger = true;
 			http_out_reset(&c->out);
 			http_out_simple(w, c, req, status, NULL);
-			log_request(c, req, status, 0);
+			http_log_response(c, req, status);
 		}
 		return;
 	}
@@ -241,7 +261,8 @@ static void answer(struct http_worker *w, struct http_conn *c, struct http_reque
 		refuse(w, c, 500);
 		return;
 	}
-	log_request(c, req, status, bytes);
+	(void)bytes; /* the log counts what is sent */
+	http_log_response(c, req, status);
 	memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
 	c->rlen -= head_len;
 }

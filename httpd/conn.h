@@ -71,7 +71,8 @@ struct http_conn {
 	int64_t linger_start_ms;
 	int64_t timer_at_ms; /* when the timer fires next (0: it just fired) */
 	struct http_out out;
-	struct http_proxy_conn *px; /* proxy mode: upstream side, or NULL */
+	struct http_proxy_conn *px;   /* proxy mode: upstream side, or NULL */
+	struct http_access_held *log; /* the response's access-log line until it is sent */
 };
 
 /* Per thread: the changes for the next kevent() call and scratch space. */
@@ -131,6 +132,9 @@ int http_static_respond(struct http_worker *w, struct http_conn *c, struct http_
                         int64_t *bytes);
 
 void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write);
+/* The response now in c->out (head first) gets an access-log line, written
+ * once it is sent or the connection ends (req NULL: an unreadable request). */
+void http_log_response(struct http_conn *c, const struct http_request *req, int status);
 
 /* proxy.c */
 const struct http_proxy_route *http_proxy_route_for(struct http_worker *w,

@@ -150,5 +150,17 @@ struct http_access {
 };
 void http_access_log(const struct http_access *a);
 bool http_access_log_on(void);
+/* A line held until its response is done: bytes = body bytes actually sent
+ * (sent - head_bytes, at least 0), as nginx's $body_bytes_sent.  hold()
+ * copies a's fields (NULL: out of memory, no line); done() writes and frees. */
+struct http_access_held {
+	struct http_access a; /* a.status: set by the owner when known */
+	int64_t head_bytes;   /* response heads (interim ones too): not body */
+	int64_t sent;         /* bytes written to the client socket */
+	char data[];          /* the copies: peer, method, target, referer, user agent */
+};
+struct http_access_held *http_access_hold(const struct http_access *a, int64_t head_bytes);
+void http_access_sent(struct http_access_held *h, int64_t n); /* n bytes went to the socket */
+void http_access_done(struct http_access_held *h);
 
 #endif /* HTTPD_HTTP_H */

@@ -5,6 +5,11 @@
  * threads never interleave and no lock is needed.  SIGHUP reopens a log by
  * dup2()ing the new file onto the old number: a thread writing meanwhile
  * writes whole lines to one file or the other.
+ *
+ * An access-log line is written when its response is done (all sent, or
+ * the connection ended early), with the body bytes actually sent, as
+ * nginx's $body_bytes_sent: the request's fields are copied when the
+ * response is made (the read buffer they point into moves on).
  */
 #include "http.h"
 
@@ -12,6 +17,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -124,4 +130,52 @@ void http_access_log(const struct http_access *a)
 	line[n++] = '\n';
 	if (write(access_fd, line, n) < 0)
 		http_error_log("access log: %s", strerror(errno));
+}
+
+static struct http_slice keep(char **at, struct http_slice s)
+{
+	struct http_slice k = {*at, s.n};
+	if (s.n)
+		memcpy(*at, s.p, s.n);
+	*at += s.n;
+	return k;
+}
+
+struct http_access_held *http_access_hold(const struct http_access *a, int64_t head_bytes)
+{
+	/* the line keeps at most what http_access_log() prints of each field */
+	struct http_slice m = a->method, t = a->target, r = a->referer, u = a->user_agent;
+	m.n = m.n > 1024 ? 1024 : m.n;
+	t.n = t.n > 2048 ? 2048 : t.n;
+	r.n = r.n > 400 ? 400 : r.n;
+	u.n = u.n > 400 ? 400 : u.n;
+	size_t pl = strlen(a->peer) + 1;
+	struct http_access_held *h = malloc(sizeof(*h) + pl + m.n + t.n + r.n + u.n);
+	if (!h)
+		return NULL;
+	char *at = h->data;
+	h->a = *a;
+	memcpy(at, a->peer, pl);
+	h->a.peer = at;
+	at += pl;
+	h->a.method = keep(&at, m);
+	h->a.target = keep(&at, t);
+	h->a.referer = keep(&at, r);
+	h->a.user_agent = keep(&at, u);
+	h->head_bytes = head_bytes;
+	h->sent = 0;
+	return h;
+}
+
+void http_access_sent(struct http_access_held *h, int64_t n)
+{
+	h->sent += n;
+}
+
+void http_access_done(struct http_access_held *h)
+{
+	int64_t body = h->sent - h->head_bytes;
+	h->a.bytes = body > 0 ? body : 0;
+	http_access_log(&h->a);
+	free(h);
 }

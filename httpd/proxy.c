@@ -20,17 +20,28 @@
  * the client -> 502; no upstream progress for --upstream-timeout -> 504; once
  * response bytes went out, a failure can only close the client connection.
  * The request head is sent as HTTP/1.1 (HTTP/1.0 for a 1.0 client, so the
- * upstream never chunks to it), without hop-by-hop fields, with
- * X-Forwarded-For; the response head loses Connection and Keep-Alive and
- * gets the client connection's own.
+ * upstream never chunks to it), without hop-by-hop fields (the fixed ones
+ * and those the Connection field names), with X-Forwarded-For; the response
+ * head loses the same and gets the client connection's own Connection.
+ *
+ * Interim (1xx) responses are relayed to an HTTP/1.1 client ahead of the
+ * final one (RFC 9110 §15.2; never to an HTTP/1.0 client).  Expect:
+ * 100-continue goes upstream, so the client gets the upstream's own 100 or
+ * its final answer; for a route whose upstream answered HTTP/1.0 (it knows
+ * no 100) the proxy strips the expectation and answers 100 itself (§10.1.1).
+ * Upgrade is hop-by-hop and never forwarded, as nginx without
+ * proxy_set_header Upgrade: the upstream answers the request as a plain one,
+ * and a 101 it sends anyway (switching unasked, §15.2.2) is a 502.
  */
 #include "conn.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,8 +51,9 @@
 
 struct pool {
 	pthread_mutex_t lock;
-	int fd[POOL_MAX]; /* guarded by lock */
-	int n;            /* guarded by lock */
+	int fd[POOL_MAX];   /* guarded by lock */
+	int n;              /* guarded by lock */
+	atomic_bool http10; /* its last response was HTTP/1.0: no 100 from it (atomic) */
 };
 
 enum body_framing { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
@@ -62,16 +74,19 @@ struct http_proxy_conn {
 	bool head_req;    /* HEAD: no response body whatever the head says */
 	bool client_keep; /* the client keeps its connection */
 	bool req_chunked;
+	bool expect;  /* the client waits for 100 Continue before its body */
+	bool got_100; /* a 100 (the upstream's or ours) went to the client */
 	int status, minor;
 	int64_t req_left;  /* request body bytes still to take from the client */
 	int64_t resp_left; /* response body bytes still to come (Content-Length) */
-	int64_t bytes;     /* response body bytes, for the log */
 	int64_t last_up_ms;
 	struct http_chunked req_ch, resp_ch;
 	size_t resp_scanned;
 	size_t up_off, up_len, down_off, down_len; /* [off, len) waits to be sent */
-	size_t head_len;                           /* the request head at up[0, head_len) */
-	char method[16], target[256];              /* for the access log */
+	/* Before the final head: down[down_off, hold) are interim heads for the
+	 * client, down[hold, down_len) response bytes not parsed yet. */
+	size_t hold;
+	size_t head_len; /* the request head at up[0, head_len) */
 	char up[PX_BUF], down[PX_BUF];
 };
 
@@ -199,16 +214,59 @@ static int upstream_open(struct http_worker *w, struct http_conn *c)
 	return 0;
 }
 
-static bool hop_by_hop(struct http_slice n)
+/* Whether the Connection field(s) among hs[0, n) name the field name. */
+static bool connection_lists(const struct http_header *hs, int n, struct http_slice name)
 {
-	/* Expect too: this proxy does not relay 100 Continue (clients send anyway) */
+	for (int i = 0; i < n; i++) {
+		if (!http_slice_eq(hs[i].name, "connection"))
+			continue;
+		const char *p = hs[i].value.p, *end = p + hs[i].value.n;
+		while (p < end) { /* a comma-separated list of tokens */
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			const char *e = comma ? comma : end;
+			struct http_slice t = {p, (size_t)(e - p)};
+			while (t.n && (*t.p == ' ' || *t.p == '\t'))
+				t.p++, t.n--;
+			while (t.n && (t.p[t.n - 1] == ' ' || t.p[t.n - 1] == '\t'))
+				t.n--;
+			if (t.n == name.n && !strncasecmp(t.p, name.p, t.n))
+				return true;
+			p = e + 1;
+		}
+	}
+	return false;
+}
+
+/* Fields for this hop only (RFC 9110 §7.6.1): never passed on. */
+static bool hop_by_hop(const struct http_header *hs, int n, struct http_slice name)
+{
 	static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-	                                    "upgrade",    "te",         "trailer",
-	                                    "expect"};
+	                                    "upgrade",    "te",         "trailer"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (http_slice_eq(n, names[i]))
+		if (http_slice_eq(name, names[i]))
+			return true;
+	return connection_lists(hs, n, name);
+}
+
+/* Whether the client waits for 100 Continue: an HTTP/1.1 request with a body
+ * and Expect: 100-continue. */
+static bool expects_100(const struct http_request *req)
+{
+	if (!req->minor || (!req->chunked && req->content_length <= 0))
+		return false;
+	for (int i = 0; i < req->nheaders; i++)
+		if (http_slice_eq(req->headers[i].name, "expect") &&
+		    http_slice_eq(req->headers[i].value, "100-continue"))
 			return true;
 	return false;
+}
+
+/* The proxy sends the 100 itself: its route's upstream last answered in
+ * HTTP/1.0, which has no 100 (the client would wait for nothing). */
+static bool own_100(struct http_conn *c, const struct http_request *req)
+{
+	struct pool *p = pool_of(c->px->rt);
+	return expects_100(req) && p && atomic_load(&p->http10);
 }
 
 /* The upstream request head into px->up; -status if it does not fit. */
@@ -222,7 +280,11 @@ static int build_request(struct http_conn *c, const struct http_request *req)
 	n = (size_t)k;
 	for (int i = 0; i < req->nheaders && n < room; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (hop_by_hop(h->name))
+		if (hop_by_hop(req->headers, req->nheaders, h->name))
+			continue;
+		/* an HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1);
+		 * toward an HTTP/1.0 upstream the proxy answers 100 itself */
+		if (http_slice_eq(h->name, "expect") && (!req->minor || px->got_100))
 			continue;
 		n += (size_t)snprintf(px->up + n, room - n, "%.*s: %.*s\r\n", (int)h->name.n,
 		                      h->name.p, (int)h->value.n, h->value.p);
@@ -254,9 +316,8 @@ int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_req
 	px->minor = req->minor;
 	px->req_chunked = req->chunked;
 	px->req_left = req->chunked ? 1 : req->content_length > 0 ? req->content_length : 0;
-	snprintf(px->method, sizeof(px->method), "%.*s", (int)req->method_name.n,
-	         req->method_name.p);
-	snprintf(px->target, sizeof(px->target), "%.*s", (int)req->target.n, req->target.p);
+	px->expect = expects_100(req);
+	px->got_100 = own_100(c, req); /* ours, queued below */
 	int err = build_request(c, req);
 	if (err < 0)
 		return -err;
@@ -267,6 +328,22 @@ int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_req
 		return 502;
 	}
 	c->proxying = true;
+	if (http_access_log_on()) { /* status and bytes come with the response */
+		struct http_access a = {.peer = c->peer,
+		                        .method = req->method_name,
+		                        .target = req->target,
+		                        .referer = req->referer,
+		                        .user_agent = req->user_agent,
+		                        .minor = req->minor};
+		c->log = http_access_hold(&a, 0);
+	}
+	if (px->got_100) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		memcpy(px->down, cont, sizeof(cont) - 1);
+		px->hold = px->down_len = sizeof(cont) - 1;
+		if (c->log)
+			c->log->head_bytes += (int64_t)px->hold;
+	}
 	return 0;
 }
 
@@ -301,39 +378,66 @@ static void take_body(struct http_conn *c)
 	c->rlen -= n;
 }
 
-/* The response head at down[0, head_len): rewritten (hop-by-hop fields out,
- * the client connection's own Connection in) in place, body bytes after it. */
-static int rewrite_head(struct http_worker *w, struct http_conn *c, size_t head_len,
-                        const struct http_response *res)
+/*
+ * A response head (interim or final) at down[hold, hold + head_len):
+ * rewritten in place (hop-by-hop fields out; a final head gets the client
+ * connection's own Connection), the bytes after it moved along.  Returns
+ * the new head's length, or -1 if it does not fit.
+ */
+static int place_head(struct http_worker *w, struct http_conn *c, size_t head_len,
+                      const struct http_response *res, bool final)
 {
 	struct http_proxy_conn *px = c->px;
-	char *o = w->scratch;
+	char *o = w->scratch, *head = px->down + px->hold;
 	size_t room = sizeof(w->scratch), n;
-	const char *eol = memchr(px->down, '\n', head_len);
-	size_t line = (size_t)(eol - px->down);
-	if (line && px->down[line - 1] == '\r')
+	const char *eol = memchr(head, '\n', head_len);
+	size_t line = (size_t)(eol - head);
+	if (line && head[line - 1] == '\r')
 		line--;
 	/* "HTTP/1.x NNN reason": ours is 1.1 whatever the upstream's */
-	n = (size_t)snprintf(o, room, "HTTP/1.1%.*s\r\n", (int)(line - 8), px->down + 8);
+	n = (size_t)snprintf(o, room, "HTTP/1.1%.*s\r\n", (int)(line - 8), head + 8);
 	for (int i = 0; i < res->nheaders && n < room; i++) {
 		const struct http_header *h = &res->headers[i];
-		if (!hop_by_hop(h->name))
+		if (!hop_by_hop(res->headers, res->nheaders, h->name))
 			n += (size_t)snprintf(o + n, room - n, "%.*s: %.*s\r\n", (int)h->name.n,
 			                      h->name.p, (int)h->value.n, h->value.p);
 	}
 	bool keep = px->client_keep && !px->resp_close;
 	if (n < room)
 		n += (size_t)snprintf(o + n, room - n, "%s\r\n",
-		                      !keep            ? "Connection: close\r\n"
+		                      !final           ? ""
+		                      : !keep          ? "Connection: close\r\n"
 		                      : px->minor == 0 ? "Connection: keep-alive\r\n"
 		                                       : "");
-	size_t rest = px->down_len - head_len;
-	if (n >= room || n + rest > sizeof(px->down))
+	size_t rest = px->down_len - px->hold - head_len;
+	if (n >= room || px->hold + n + rest > sizeof(px->down))
 		return -1;
-	memmove(px->down + n, px->down + head_len, rest);
-	memcpy(px->down, o, n);
-	px->down_len = n + rest;
+	memmove(head + n, head + head_len, rest);
+	memcpy(head, o, n);
+	px->down_len = px->hold + n + rest;
+	if (c->log)
+		c->log->head_bytes += (int64_t)n;
 	return (int)n;
+}
+
+/* An interim (1xx) head at down[hold, hold + head_len): queued for an
+ * HTTP/1.1 client, dropped for an HTTP/1.0 one (RFC 9110 §15.2). */
+static int interim(struct http_worker *w, struct http_conn *c, size_t head_len,
+                   const struct http_response *res)
+{
+	struct http_proxy_conn *px = c->px;
+	if (px->minor == 0) {
+		memmove(px->down + px->hold, px->down + px->hold + head_len,
+		        px->down_len - px->hold - head_len);
+		px->down_len -= head_len;
+		return 0;
+	}
+	int n = place_head(w, c, head_len, res, false);
+	if (n < 0)
+		return -1;
+	px->hold += (size_t)n;
+	px->got_100 |= res->status == 100;
+	return 0;
 }
 
 /* Response body bytes at p[0, n): how many belong to the response. */
@@ -357,7 +461,6 @@ static size_t account(struct http_proxy_conn *px, const char *p, size_t n)
 	}
 	if (keep < n) /* the upstream sent more than its response: do not reuse it */
 		px->reusable = false;
-	px->bytes += (int64_t)keep;
 	return keep;
 }
 
@@ -381,11 +484,16 @@ static int take_head(struct http_worker *w, struct http_conn *c, size_t head_len
 	px->resp_done = px->framing == BODY_NONE || (px->framing == BODY_LENGTH && !px->resp_left);
 	if (px->resp_close)
 		px->reusable = false;
-	int n = rewrite_head(w, c, head_len, res);
+	struct pool *p = pool_of(px->rt);
+	if (p)
+		atomic_store(&p->http10, res->minor == 0);
+	if (c->log)
+		c->log->a.status = res->status;
+	int n = place_head(w, c, head_len, res, true);
 	if (n < 0)
 		return -1;
-	size_t body = px->down_len - (size_t)n;
-	px->down_len = (size_t)n + account(px, px->down + n, body);
+	size_t at = px->hold + (size_t)n;
+	px->down_len = at + account(px, px->down + at, px->down_len - at);
 	px->head_done = true;
 	return 0;
 }
@@ -396,7 +504,7 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
 	if (px->down_off == px->down_len)
-		px->down_off = px->down_len = 0;
+		px->down_off = px->down_len = px->hold = 0;
 	size_t room = sizeof(px->down) - px->down_len;
 	if (!room || px->resp_done)
 		return 0;
@@ -417,21 +525,25 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 		return px->broken ? -1 : 1;
 	}
 	px->down_len += (size_t)n;
-	for (;;) { /* the head, after any 1xx heads (dropped) */
-		struct http_limits lim = {sizeof(px->down), http_cfg.max_headers};
+	for (;;) { /* the final head, after any interim (1xx) heads */
+		struct http_limits lim = {sizeof(px->down) - px->hold, http_cfg.max_headers};
 		struct http_response res = {.headers = w->headers};
-		int h = http_parse_response(px->down, px->down_len, &px->resp_scanned, &lim, &res);
+		int h = http_parse_response(px->down + px->hold, px->down_len - px->hold,
+		                            &px->resp_scanned, &lim, &res);
 		if (h == 0)
 			return 1;
 		px->resp_scanned = 0;
+		/* 101: we never forward Upgrade, so it switched unasked */
 		if (h < 0 || res.status == 101 || res.status < 100) {
 			px->broken = true;
 			return -1;
 		}
 		if (res.status >= 200)
 			return take_head(w, c, (size_t)h, &res) < 0 ? (px->broken = true, -1) : 1;
-		memmove(px->down, px->down + h, px->down_len - (size_t)h);
-		px->down_len -= (size_t)h;
+		if (interim(w, c, (size_t)h, &res) < 0) {
+			px->broken = true;
+			return -1;
+		}
 	}
 }
 
@@ -451,17 +563,27 @@ static int to_upstream(struct http_conn *c)
 	return 1;
 }
 
+/* Where the bytes ready for the client end: before the final head only the
+ * interim heads are. */
+static size_t ready_end(const struct http_proxy_conn *px)
+{
+	return px->head_done ? px->down_len : px->hold;
+}
+
 /* down[] to the client: 1 moved, 0 nothing now, -1 the client is gone. */
 static int to_client(struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	if (px->down_off == px->down_len)
+	size_t end = ready_end(px);
+	if (px->down_off >= end)
 		return 0;
-	ssize_t n = send(c->fd, px->down + px->down_off, px->down_len - px->down_off, MSG_NOSIGNAL);
+	ssize_t n = send(c->fd, px->down + px->down_off, end - px->down_off, MSG_NOSIGNAL);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 	px->down_off += (size_t)n;
-	px->sent_client = true;
+	px->sent_client |= px->head_done;
+	if (c->log)
+		http_access_sent(c->log, n);
 	c->last_active_ms = http_now_ms();
 	return 1;
 }
@@ -481,18 +603,6 @@ static int from_client(struct http_conn *c)
 	return 1;
 }
 
-static void log_done(struct http_conn *c, int status)
-{
-	struct http_proxy_conn *px = c->px;
-	if (!http_access_log_on())
-		return;
-	struct http_access a = {
-	        .peer = c->peer, .status = status, .bytes = px->bytes, .minor = px->minor};
-	a.method = (struct http_slice){px->method, strlen(px->method)};
-	a.target = (struct http_slice){px->target, strlen(px->target)};
-	http_access_log(&a);
-}
-
 /* The upstream failed before the client saw anything: once more on a fresh
  * connection if that is safe, else a 502/504 of our own.  0, or -1 if the
  * client connection must end. */
@@ -500,14 +610,15 @@ static int fail(struct http_worker *w, struct http_conn *c, int status)
 {
 	struct http_proxy_conn *px = c->px;
 	bool again = status == 502 && px->reused && !px->retried && !px->head_done &&
-	             px->head_len == px->up_len && !px->req_left && !px->broken;
+	             px->head_len == px->up_len && !px->req_left && !px->broken && !px->hold;
 	upstream_done(c, false);
-	if (px->sent_client)
+	/* the final head went out, or an interim one half: the stream is spoilt */
+	if (px->sent_client || (px->down_off && px->down_off < px->hold))
 		return -1;
 	if (again && upstream_open(w, c) == 0) {
 		px->retried = true;
 		px->up_off = 0;
-		px->down_off = px->down_len = px->resp_scanned = 0;
+		px->down_off = px->down_len = px->resp_scanned = px->hold = 0;
 		return 1;
 	}
 	http_error_log("upstream %s: %s", px->rt->hostport,
@@ -515,13 +626,14 @@ static int fail(struct http_worker *w, struct http_conn *c, int status)
 	               : px->broken  ? "bad response"
 	                             : "failed");
 	c->proxying = false;
-	px->bytes = 0;
-	log_done(c, status);
 	if (px->req_left) /* the rest of the body is not a request */
 		c->close_after = c->linger = true;
 	struct http_request req = {.keep_alive = px->client_keep, .minor = px->minor};
 	http_out_reset(&c->out);
-	return http_out_simple(w, c, &req, status, NULL) < 0 ? -1 : 0;
+	if (http_out_simple(w, c, &req, status, NULL) < 0)
+		return -1;
+	http_log_response(c, NULL, status); /* the held line (this request's) */
+	return 0;
 }
 
 static int finish(struct http_conn *c)
@@ -529,9 +641,14 @@ static int finish(struct http_conn *c)
 	struct http_proxy_conn *px = c->px;
 	upstream_done(c, px->reusable && !px->req_left);
 	c->proxying = false;
-	log_done(c, px->status);
+	if (c->log) {
+		http_access_done(c->log);
+		c->log = NULL;
+	}
 	if (!px->client_keep || px->resp_close)
 		c->close_after = true;
+	if (px->req_left) /* refused before its body (Expect): the rest is not a request */
+		c->close_after = c->linger = true;
 	return 0;
 }
 
@@ -558,7 +675,9 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 		if ((r = to_client(c)) < 0)
 			return -1;
 		moved |= r;
-		if (px->resp_done && px->down_off == px->down_len && !px->req_left)
+		/* done; a client still waiting for 100 Continue got its final answer */
+		if (px->resp_done && px->down_off == px->down_len &&
+		    (!px->req_left || (px->expect && !px->got_100)))
 			return finish(c);
 		if (!moved)
 			break;
@@ -568,14 +687,14 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 	 * will not fire again for bytes already there, so ask for another turn
 	 * through the client's level WRITE (writable, it fires at once). */
 	bool again = round == PUMP_ROUNDS;
-	http_conn_knotes(w, c, want_read, again || px->down_off < px->down_len);
+	http_conn_knotes(w, c, want_read, again || px->down_off < ready_end(px));
 	return 1;
 }
 
 int64_t http_proxy_deadline(const struct http_conn *c)
 {
 	const struct http_proxy_conn *px = c->px;
-	if (px->down_off < px->down_len)
+	if (px->down_off < ready_end(px))
 		return c->last_active_ms + http_cfg.idle_timeout_ms;
 	return px->last_up_ms + http_cfg.upstream_timeout_ms;
 }
@@ -584,7 +703,7 @@ int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
 	int64_t now = http_now_ms();
-	if (px->down_off < px->down_len)
+	if (px->down_off < ready_end(px))
 		return now - c->last_active_ms >= http_cfg.idle_timeout_ms ? -1 : 0;
 	if (now - px->last_up_ms < http_cfg.upstream_timeout_ms)
 		return 0;
@@ -595,6 +714,8 @@ int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 void http_proxy_free(struct http_worker *w, struct http_conn *c)
 {
 	(void)w;
+	if (c->log && c->proxying && !c->log->a.status)
+		c->log->a.status = 499; /* as nginx: the client left before the head */
 	if (c->px->ufd >= 0)
 		upstream_done(c, false);
 	free(c->px);

@@ -41,6 +41,36 @@ static struct http_listener *listeners;
 static int nlisteners;
 static int64_t drain_deadline_ms; /* written by the stopping thread, before the sweeps */
 
+#ifdef HTTPD_TEST_HOOKS
+/*
+ * Test hook (test builds only): BATON_HTTPD_TEST_PAUSE_KNOTES_MS=N makes the
+ * first new connection's knotes apply in two steps, its timer first, then N
+ * ms later the rest (with the usual kevent()).  In that window a stopper
+ * that could already force the timer tore the connection down under the
+ * changes still to come (test_stop_between_first_knotes).
+ */
+static int pause_knotes_ms; /* set before the threads start */
+
+static void pause_between_first_knotes(struct http_worker *w)
+{
+	static atomic_bool paused;
+	int k = 0;
+	while (k < w->nch && !(w->ch[k].filter == EVFILT_TIMER && (w->ch[k].flags & EV_ADD) &&
+	                       w->ch[k].ident == w->pub[0].id))
+		k++;
+	if (k == w->nch || atomic_exchange(&paused, true))
+		return;
+	if (kevent(http_kq, w->ch, k + 1, NULL, 0, NULL) < 0)
+		http_error_log("kevent (changes): %s", strerror(errno));
+	http_error_log("test hook: %d ms between a new connection's timer and its other knotes",
+	               pause_knotes_ms);
+	nanosleep(&(struct timespec){pause_knotes_ms / 1000, pause_knotes_ms % 1000 * 1000000L},
+	          NULL);
+	memmove(w->ch, w->ch + k + 1, (size_t)(w->nch - k - 1) * sizeof(w->ch[0]));
+	w->nch -= k + 1;
+}
+#endif
+
 int64_t http_now_ms(void)
 {
 	struct timespec ts;
@@ -213,6 +243,10 @@ static void *worker(void *arg)
 		exit(1);
 	}
 	for (;;) {
+#ifdef HTTPD_TEST_HOOKS
+		if (pause_knotes_ms > 0 && w->npub)
+			pause_between_first_knotes(w);
+#endif
 		int n = kevent(http_kq, w->ch, w->nch, evs, NEVENTS, NULL);
 		w->nch = 0;
 		http_conn_published(w);
@@ -342,6 +376,10 @@ int http_serve(const struct addrinfo *ai, const char *shown_addr)
 	                                          : "baton-httpd: serving %s at http://%s:%d/\n";
 	printf(fmt, http_cfg.docroot, shown_addr, port);
 	fflush(stdout);
+#ifdef HTTPD_TEST_HOOKS
+	const char *hook = getenv("BATON_HTTPD_TEST_PAUSE_KNOTES_MS");
+	pause_knotes_ms = hook ? atoi(hook) : 0;
+#endif
 	pthread_t *t = calloc((size_t)http_cfg.threads, sizeof(*t));
 	for (int i = 0; i < http_cfg.threads; i++)
 		if (pthread_create(&t[i], NULL, worker, NULL)) {

@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ failures = []
 
 
 class Server:
-    def __init__(self, *args, root=None, limit_fds=None):
+    def __init__(self, *args, root=None, limit_fds=None, env=None):
         self.stderr = None
         self.root = root or DOCROOT
         cmd = [BIN, "-p", "0", "-r", self.root, "-t", "4"] + list(args)
@@ -31,7 +32,8 @@ class Server:
             def pre():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit_fds, limit_fds))
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  preexec_fn=pre, text=True)
+                                  preexec_fn=pre, text=True,
+                                  env=dict(os.environ, **env) if env else None)
         line = self.p.stdout.readline()
         m = re.match(r"baton-httpd: serving (.*) at http://127\.0\.0\.1:(\d+)/$", line.strip())
         if not m:
@@ -471,22 +473,42 @@ def test_graceful_stop_mid_download():
         check(s.stop() == 0, "exit status")
 
 
+def test_stop_between_first_knotes():
+    """SIGTERM while a new connection's first knotes are half applied (a test
+    hook pauses its worker after the timer): the stopper must not force the
+    timer yet, or another thread tears the connection down and the rest
+    registers a closed fd (kevent errors in the log).  The connection is
+    closed (idle at stop) once its knotes are all in place."""
+    with Server("-t", "2", env={"BATON_HTTPD_TEST_PAUSE_KNOTES_MS": "1500"}) as s:
+        c = socket.create_connection(("127.0.0.1", s.port))  # idle: no request
+        time.sleep(0.5)  # accepted; its worker is in the pause
+        s.p.send_signal(signal.SIGTERM)
+        c.settimeout(8)
+        try:
+            check(c.recv(10) == b"", "the idle connection is closed at stop")
+        except ConnectionResetError:
+            pass
+        c.close()
+        check(s.stop() == 0, "exit status")  # and no "kevent (" in its stderr
+        if "test hook:" not in s.stderr:
+            print("skip test_stop_between_first_knotes: a build without test hooks",
+                  flush=True)
+
+
 def test_access_log_and_sighup():
     d = tempfile.mkdtemp()
     log = os.path.join(d, "access.log")
     try:
         with Server("--access-log", log) as s:
             get(s.port, "/a.css", {"User-Agent": "tester/1", "Referer": "http://r/"})
-            time.sleep(0.1)
-            line = open(log).read()
+            line = "\n".join(log_lines(log, 1)) + "\n"  # written once the response is out
             check(re.match(r'127\.0\.0\.1 - - \[[^]]+\] "GET /a\.css HTTP/1\.1" 200 5 '
                            r'"http://r/" "tester/1"\n$', line), line)
             os.rename(log, log + ".1")
             s.p.send_signal(signal.SIGHUP)
             time.sleep(0.3)
             get(s.port, "/missing")
-            time.sleep(0.1)
-            check('"GET /missing HTTP/1.1" 404' in open(log).read(), "reopened log")
+            check('"GET /missing HTTP/1.1" 404' in "".join(log_lines(log, 1)), "reopened log")
             check(s.stop() == 0, "exit")
         with Server("--access-log", log, "--log-format", "common") as s:
             get(s.port, "/a.css")
@@ -582,6 +604,34 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self.wfile.write(BULK)
         elif self.path == "/api/slow":
             time.sleep(4)
+        elif self.path == "/api/hints":  # 103 Early Hints, then the response
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.1)
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"final")
+        elif self.path == "/api/hop":  # what came through, and a hop field of its own
+            b = "|".join("%s=%s" % (k, self.headers.get(k)) for k in
+                         ("Upgrade", "HTTP2-Settings", "X-Hop", "X-End")).encode()
+            self.send_response(200)
+            self.send_header("Connection", "X-Resp-Hop")
+            self.send_header("X-Resp-Hop", "1")
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+        elif self.path in ("/api/split", "/api/split103"):  # a head in pieces
+            first = (b"HTTP/1.1 103 Early", b" Hints\r\nLink: </a.css>\r\n\r\n")
+            for part in (first if self.path.endswith("103") else ()) + (
+                    b"HTTP/1.1 200 OK\r\nContent-", b"Length: 5\r\nX-Up: 1\r\n", b"\r\nhello"):
+                self.wfile.write(part)
+                self.wfile.flush()
+                time.sleep(0.2)
+        elif self.path == "/api/switch":  # switches protocols unasked
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\n\r\n")
+            self.close_connection = True
         elif self.path.startswith("/api/info"):
             b = ("%s|%s|%s" % (self.path, self.headers.get("X-Forwarded-For"),
                                self.headers.get("Connection"))).encode()
@@ -593,6 +643,14 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         else:
             self.send_error(404)
 
+    def handle_expect_100(self):
+        if self.path == "/api/reject":  # a final answer instead of 100 Continue
+            self.send_response(417)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return False
+        return super().handle_expect_100()
+
     def do_POST(self):
         b = self.body()
         self.send_response(201)
@@ -601,9 +659,14 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b)
 
 
-def start_upstream():
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Upstream)
+class Upstream10(Upstream):
+    protocol_version = "HTTP/1.0"  # no 100 Continue from it
+
+
+def start_upstream(handler=Upstream):
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
+    srv.handle_error = lambda *a: None  # clients reset on purpose: no tracebacks
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -697,6 +760,196 @@ def test_proxy():
     finally:
         up.shutdown()
         dead.close()
+
+
+def read_until(c, marker, timeout):
+    """Reads from socket c until marker is in what came (or timeout): all of it."""
+    c.settimeout(timeout)
+    data = b""
+    try:
+        while marker not in data:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    except socket.timeout:
+        pass
+    return data
+
+
+def test_proxy_expect_and_interim():
+    up, up10 = start_upstream(), start_upstream(Upstream10)
+    try:
+        with Server("--proxy", "/api/=127.0.0.1:%d" % up.server_address[1],
+                    "--proxy", "/old/=127.0.0.1:%d" % up10.server_address[1]) as s:
+            # the upstream's 100 Continue reaches the client, which then sends
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 5\r\n\r\n")
+            data = read_until(c, b"\r\n\r\n", 3)
+            check(data.startswith(b"HTTP/1.1 100 Continue\r\n"), ("no 100 relayed", data))
+            c.sendall(b"hello")
+            data = read_until(c, b"hello", 5)
+            check(data.startswith(b"HTTP/1.1 201") and data.endswith(b"\r\n\r\nhello"), data)
+            c.close()
+            # curl waits up to --expect100-timeout for the 100 before its body
+            body = os.urandom(200000)
+            f = os.path.join(DOCROOT, "upload.bin")
+            open(f, "wb").write(body)
+            t0 = time.time()
+            r = subprocess.run(["curl", "-s", "--max-time", "20", "--expect100-timeout", "10",
+                                "-H", "Expect: 100-continue", "--data-binary", "@" + f,
+                                "-o", "-", "-w", "\n%{http_code}", s.url("/api/echo")],
+                               capture_output=True, check=False)
+            check(r.stdout == body + b"\n201" and time.time() - t0 < 5,
+                  ("curl POST with Expect", len(r.stdout), r.stdout[-4:], time.time() - t0))
+            # an upstream that refuses instead: its final answer, no body sent
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"POST /api/reject HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 100000\r\n\r\n")
+            data = read_until(c, b"\r\n\r\n", 3)
+            check(data.startswith(b"HTTP/1.1 417"), ("417 not relayed in time", data))
+            c.close()
+            # 103 Early Hints relayed (not dropped), then the final response
+            data = raw(s.port, b"GET /api/hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(re.match(rb"HTTP/1\.1 103 Early Hints\r\nLink: </a\.css>; rel=preload\r\n\r\n"
+                           rb"HTTP/1\.1 200 OK\r\n.*\r\n\r\nfinal$", data, re.S), data)
+            r = curl("-D", "-", s.url("/api/hints"))
+            check(b"103 Early Hints" in r.stdout and r.stdout.endswith(b"\r\n\r\nfinal"),
+                  r.stdout)
+            # never a 1xx to an HTTP/1.0 client (RFC 9110 15.2)
+            data = raw(s.port, b"GET /api/hints HTTP/1.0\r\n\r\n")
+            check(data.startswith(b"HTTP/1.1 200") and data.endswith(b"final"), data)
+            # an HTTP/1.0 upstream sends no 100: once the proxy knows, it answers 100 itself
+            check(get(s.port, "/old/learn")[0] == 404, "HTTP/1.0 upstream")
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"POST /old/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 5\r\n\r\n")
+            data = read_until(c, b"\r\n\r\n", 3)
+            check(data.startswith(b"HTTP/1.1 100 Continue\r\n"), ("no 100 of ours", data))
+            c.sendall(b"hello")
+            data += read_until(c, b"hello", 5)
+            check(data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201") and
+                  data.endswith(b"hello"), data)
+            c.close()
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+        up10.shutdown()
+
+
+def test_proxy_split_head():
+    """Upstream heads arriving in pieces: nothing reaches the client before a
+    head is whole (and rewritten)."""
+    up = start_upstream()
+    try:
+        with Server("--proxy", "/api/=127.0.0.1:%d" % up.server_address[1]) as s:
+            final = (rb"HTTP/1\.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n"
+                     rb"Connection: close\r\n\r\nhello$")
+            data = raw(s.port, b"GET /api/split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(re.match(final, data), data)
+            data = raw(s.port, b"GET /api/split103 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(re.match(rb"HTTP/1\.1 103 Early Hints\r\nLink: </a\.css>\r\n\r\n" + final, data),
+                  data)
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+
+
+def test_proxy_upgrade_not_forwarded():
+    """Upgrade is hop-by-hop (RFC 9110 7.8): the proxy does not tunnel, as nginx
+    without proxy_set_header Upgrade; fields named by Connection stay on their hop."""
+    up = start_upstream()
+    try:
+        with Server("--proxy", "/api/=127.0.0.1:%d" % up.server_address[1]) as s:
+            st, h, body = get(s.port, "/api/hop", {
+                "Connection": "Upgrade, HTTP2-Settings, X-Hop", "Upgrade": "h2c",
+                "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA", "X-Hop": "1", "X-End": "2"})
+            check(st == 200 and body == b"Upgrade=None|HTTP2-Settings=None|X-Hop=None|X-End=2",
+                  (st, body))
+            check("x-resp-hop" not in h, ("response hop field passed on", h))
+            # a WebSocket handshake gets the upstream's plain answer, never a 101
+            data = raw(s.port, b"GET /api/hop HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n"
+                       b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", timeout=2)
+            check(data.startswith(b"HTTP/1.1 200") and b"Upgrade=None|" in data, data)
+            # an upstream that switches anyway (unasked): 502, the proxy carries on
+            st, _, _ = get(s.port, "/api/switch", {"Connection": "Upgrade",
+                                                   "Upgrade": "websocket"})
+            check(st == 502, st)
+            check(get(s.port, "/api/info")[0] == 200, "after the 101")
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+
+
+def log_lines(log, n, timeout=5):
+    """The access log's lines once it has n of them."""
+    t0 = time.time()
+    while True:
+        lines = open(log).read().splitlines()
+        if len(lines) >= n or time.time() - t0 > timeout:
+            return lines
+        time.sleep(0.05)
+
+
+def reset_mid_download(port, request, want=65536):
+    """Reads a little of a big response, then resets the connection: bytes read."""
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(("127.0.0.1", port))
+    c.sendall(request)
+    got = read_until(c, b"\r\n\r\n", 5)
+    while len(got) < want:
+        b = c.recv(65536)
+        if not b:
+            break
+        got += b
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # a reset: the server's next writes fail
+    return len(got) - got.index(b"\r\n\r\n") - 4
+
+
+def test_access_log_bytes_sent():
+    """$body_bytes_sent as nginx: body bytes that went out, not the announced length."""
+    d = tempfile.mkdtemp()
+    log = os.path.join(d, "access.log")
+    up = start_upstream()
+    try:
+        with Server("-t", "2", "--access-log", log, "--log-format", "common",
+                    "--proxy", "/api/=127.0.0.1:%d" % up.server_address[1]) as s:
+            lm = get(s.port, "/a.css")[1]["last-modified"]
+            get(s.port, "/a.css", method="HEAD")
+            get(s.port, "/a.css", {"If-Modified-Since": lm})
+            get(s.port, "/big.bin", {"Range": "bytes=5-9"})
+            st, _, page = get(s.port, "/missing")
+            got = reset_mid_download(s.port, b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            get(s.port, "/api/info")
+            get(s.port, "/api/info", method="HEAD")
+            pgot = reset_mid_download(s.port, b"GET /api/bulk HTTP/1.1\r\nHost: x\r\n\r\n")
+            lines = log_lines(log, 9)
+            check(len(lines) == 9, lines)
+            # a line is written once its response went out: the client may be
+            # on its next request by then, so the order is not checked
+            got_lines = {}
+            for l in lines:
+                req, st, n = re.search(r'"([A-Z]+ \S+) HTTP/1\.1" (\d+) (\d+)$', l).groups()
+                got_lines[(req, st)] = int(n)
+            want = {("GET /a.css", "200"): 5, ("HEAD /a.css", "200"): 0,
+                    ("GET /a.css", "304"): 0, ("GET /big.bin", "206"): 5,
+                    ("GET /missing", "404"): len(page), ("GET /api/info", "200"): 30,
+                    # (the Python upstream has no HEAD: 501, without a body)
+                    ("HEAD /api/info", "501"): 0}
+            for k, n in want.items():
+                check(got_lines.get(k) == n, (k, n, lines))
+            n = got_lines.get(("GET /huge.bin", "200"), -1)
+            check(got <= n < len(BIG) * 16, ("reset download", got, n, lines))
+            n = got_lines.get(("GET /api/bulk", "200"), -1)
+            check(pgot <= n < len(BULK), ("reset proxied download", pgot, n, lines))
+            check(s.stop() == 0, "exit status")
+    finally:
+        up.shutdown()
+        shutil.rmtree(d)
 
 
 # ---------------------------------------------------------------------------
