@@ -493,6 +493,9 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
 	return err;
 }
 
+static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
+                           struct knote *kn, bool pend);
+
 /*
  * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
  * registration, in one pass under fe_lock.
@@ -528,8 +531,18 @@ static int fd_change_once(struct kq *kq, const struct kevent *kev, int slot)
 		if (fd_recheck_due(fe, kn, kev, exists, status0))
 			fd_queue(kq, kn);
 	}
+	/* A group whose members are all this fd's is released right here:
+	 * one fe_lock and one registration sync for the change and the
+	 * release (group.c). */
+	struct knote *rel[FE_NKN];
+	bool rpend[FE_NKN];
+	int nrel = release ? kq__group_release_fd(release, rgen, fe, rel, rpend) : -1;
 	err = fd_commit(kq, fe, kn, kev, exists,
-	                kn->kn_status != status0 || kn->kn_flags != flags0);
+	                kn->kn_status != status0 || kn->kn_flags != flags0 || nrel > 0);
+	for (int i = 0; i < nrel; i++)
+		group_released(kq, fe, release, rgen, rel[i], rpend[i]);
+	if (nrel >= 0)
+		release = NULL;
 out:
 	fe_leave(kq, fe);
 	if (release)

@@ -209,18 +209,40 @@ bool kq__group_take(struct knote *kn)
 	return ok;
 }
 
-bool kq__group_held(const struct knote *kn)
+/*
+ * EV_ENABLE of a member of the fd entry fe, with fe_lock held (lock order:
+ * fe_lock, then g_lock): when every member is a knote of fe, as in a
+ * socket's own group, the group is released here, by the change that holds
+ * the only lock its members need, so the release costs no second round of
+ * fe_lock and the registration is synced once, with the change.  Copies the
+ * members into m[] (and whether each was parked into pend[]) and returns how
+ * many; 0 if the group was dissolved meanwhile; -1 if a member lives
+ * elsewhere (kq__group_release() then, after fe_lock).
+ */
+int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent *fe,
+                         struct knote **m, bool *pend)
 {
-	const struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
-	return g && atomic_load_explicit(&g->g_holder, memory_order_relaxed) != 0;
-}
-
-struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen)
-{
-	struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
-	if (g)
-		*gen = kn->kn_aux->group_gen;
-	return g;
+	int n = 0;
+	pthread_mutex_lock(&g->g_lock);
+	if (atomic_load(&g->g_gen) != gen)
+		goto out; /* dissolved meanwhile */
+	if (g->g_nmembers > FE_NKN) {
+		n = -1;
+		goto out;
+	}
+	for (struct knote *kn = g->g_members; kn; kn = kn->kn_aux->gnext) {
+		if (!kn->kn_isfd || kn->kn_u.fd.fe != fe) {
+			n = -1;
+			goto out;
+		}
+		m[n++] = kn;
+	}
+	atomic_store(&g->g_holder, 0);
+	for (int i = 0; i < n; i++)
+		pend[i] = atomic_exchange(&m[i]->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
+out:
+	pthread_mutex_unlock(&g->g_lock);
+	return n;
 }
 
 /*

@@ -325,10 +325,25 @@ struct kq {
 struct kn_aux *kq__aux(struct knote *kn); /* allocates; NULL: ENOMEM */
 int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, bool isfd);
 void kq__group_leave(struct kq *kq, struct knote *kn);
-bool kq__group_take(struct knote *kn);       /* false: parked, the group is held */
-bool kq__group_held(const struct knote *kn); /* held by any call */
-struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen);
+bool kq__group_take(struct knote *kn); /* false: parked, the group is held */
 void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen);
+int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent *fe,
+                         struct knote **m, bool *pend);
+
+/* Is kn's group held by any call?  (Inline: fe_desired() asks per knote.) */
+static inline bool kq__group_held(const struct knote *kn)
+{
+	const struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	return g && atomic_load_explicit(&g->g_holder, memory_order_relaxed) != 0;
+}
+
+static inline struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen)
+{
+	struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	if (g)
+		*gen = kn->kn_aux->group_gen;
+	return g;
+}
 void kq__group_destroy_all(struct kq *kq);
 void kq__group_fork(struct kq *kq);
 /* KQUEUE_CPONFORK: the child's copy gets kernel objects of its own */
