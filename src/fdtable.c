@@ -56,7 +56,6 @@ void kq__fdt_destroy(struct kq *kq)
 		for (int i = 0; i < FDT_CHUNK; i++) {
 			for (int k = 0; k < FE_NKN; k++)
 				free(chunk[i].fe_kn[k].kn_aux);
-			pthread_mutex_destroy(&chunk[i].fe_lock);
 		}
 		free(chunk);
 	}
@@ -89,7 +88,7 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
 		chunk = calloc(FDT_CHUNK, sizeof(*chunk));
 		if (chunk) {
 			for (int i = 0; i < FDT_CHUNK; i++) {
-				pthread_mutex_init(&chunk[i].fe_lock, NULL);
+				kq__mutex_init(&chunk[i].fe_lock);
 				chunk[i].fe_fd = (fd / FDT_CHUNK) * FDT_CHUNK + i;
 				for (int k = 0; k < FE_NKN; k++) {
 					chunk[i].fe_kn[k].kn_u.fd.fe = &chunk[i];

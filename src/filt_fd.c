@@ -284,14 +284,14 @@ static inline void fe_reap(struct kq *kq, struct kq_fdent *fe)
  */
 static inline void fe_enter(struct kq *kq, struct kq_fdent *fe)
 {
-	pthread_mutex_lock(&fe->fe_lock);
+	kq__mutex_lock(&fe->fe_lock);
 	fe_reap(kq, fe);
 }
 
 static inline void fe_leave(struct kq *kq, struct kq_fdent *fe)
 {
 	fe_reap(kq, fe);
-	pthread_mutex_unlock(&fe->fe_lock);
+	kq__mutex_unlock(&fe->fe_lock);
 }
 
 /*
@@ -768,8 +768,8 @@ static void fd_recheck(struct kq *kq, struct knote *kn)
 void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 {
 	(void)arg;
-	pthread_mutex_init(&fe->fe_lock, NULL);
-	pthread_mutex_lock(&fe->fe_lock); /* for the functions that check it */
+	kq__mutex_init(&fe->fe_lock);
+	kq__mutex_lock(&fe->fe_lock); /* for the functions that check it */
 	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = fe->fe_draining = false;
 	fe->fe_regmask = 0;
 	for (int k = 0; k < FE_NKN; k++) {
@@ -779,7 +779,7 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 			fd_recheck(kq, &fe->fe_kn[k]);
 	}
 	fe_sync(kq, fe);
-	pthread_mutex_unlock(&fe->fe_lock);
+	kq__mutex_unlock(&fe->fe_lock);
 }
 
 /* A watched regular file changed: look at its READ knote again. */
@@ -831,7 +831,7 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 	if (locked_ok) {
 		fe_enter(kq, fe); /* applies it */
-		pthread_mutex_unlock(&fe->fe_lock);
+		kq__mutex_unlock(&fe->fe_lock);
 		kq__vnode_close(kq, fd); /* without a lock, filt_vnode.c sees fe_closegen */
 	}
 }

@@ -69,12 +69,7 @@ static void ghash_remove(struct kq *kq, struct kq_group *g)
 
 static void group_init(void *o)
 {
-	pthread_mutex_init(&((struct kq_group *)o)->g_lock, NULL);
-}
-
-static void group_fini(void *o)
-{
-	pthread_mutex_destroy(&((struct kq_group *)o)->g_lock);
+	kq__mutex_init(&((struct kq_group *)o)->g_lock);
 }
 
 /* kq_glock held */
@@ -98,14 +93,14 @@ static struct kq_group *galloc(struct kq *kq, uint64_t id)
 	struct kq_group *g = kq__slab_alloc(sl);
 	if (!g)
 		return NULL;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	g->g_id = id;
 	atomic_fetch_add(&g->g_gen, 1);
 	atomic_store(&g->g_holder, 0);
 	g->g_nmembers = 0;
 	g->g_members = NULL;
 	g->g_hnext = NULL;
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	return g;
 }
 
@@ -117,7 +112,7 @@ void kq__group_leave(struct kq *kq, struct knote *kn)
 		return;
 	struct kq_group *g = a->group;
 	pthread_mutex_lock(&kq->kq_glock);
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	if (a->gprev)
 		a->gprev->kn_aux->gnext = a->gnext;
 	else
@@ -132,7 +127,7 @@ void kq__group_leave(struct kq *kq, struct knote *kn)
 		atomic_fetch_add(&g->g_gen, 1); /* a release in flight finds it gone */
 		atomic_store(&g->g_holder, 0);
 	}
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	if (last) {
 		if (g->g_id)
 			ghash_remove(kq, g);
@@ -174,7 +169,7 @@ int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 			goto out;
 		}
 	}
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	a->group = g;
 	a->group_gen = atomic_load(&g->g_gen);
 	a->gprev = NULL;
@@ -183,7 +178,7 @@ int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 		g->g_members->kn_aux->gprev = kn;
 	g->g_members = kn;
 	g->g_nmembers++;
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 out:
 	pthread_mutex_unlock(&kq->kq_glock);
 	return err;
@@ -197,7 +192,7 @@ bool kq__group_take(struct knote *kn)
 {
 	struct kq_group *g = kn->kn_aux->group;
 	uint64_t me = kq__call_token;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	uint64_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
 	bool ok = holder == 0 || holder == me || KQ_BROKEN(KQ_BREAK_G1) ||
 	          (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
@@ -205,7 +200,7 @@ bool kq__group_take(struct knote *kn)
 		atomic_store_explicit(&g->g_holder, me, memory_order_relaxed);
 	else
 		atomic_store(&kn->kn_aux->gpend, true);
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	return ok;
 }
 
@@ -223,7 +218,7 @@ int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent
                          struct knote **m, bool *pend)
 {
 	int n = 0;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	if (atomic_load(&g->g_gen) != gen)
 		goto out; /* dissolved meanwhile */
 	if (g->g_nmembers > FE_NKN) {
@@ -241,7 +236,7 @@ int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent
 	for (int i = 0; i < n; i++)
 		pend[i] = atomic_exchange(&m[i]->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
 out:
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	return n;
 }
 
@@ -255,9 +250,9 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	struct knote *stackbuf[16], **m = stackbuf;
 	bool pendbuf[16], *pend = pendbuf;
 	uint32_t n = 0;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	if (atomic_load(&g->g_gen) != gen) {
-		pthread_mutex_unlock(&g->g_lock);
+		kq__mutex_unlock(&g->g_lock);
 		return; /* dissolved meanwhile */
 	}
 	atomic_store(&g->g_holder, 0);
@@ -276,7 +271,7 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 		m[n] = kn;
 		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
 	}
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (!m[i]->kn_isfd) {
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
@@ -304,6 +299,6 @@ void kq__group_fork(struct kq *kq)
 
 void kq__group_destroy_all(struct kq *kq)
 {
-	kq__slab_destroy(&kq->kq_gslab, group_fini);
+	kq__slab_destroy(&kq->kq_gslab, NULL); /* g_lock needs no teardown */
 	kq__ht_free(&kq->kq_ghash);
 }
