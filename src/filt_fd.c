@@ -493,8 +493,26 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
 	return err;
 }
 
-static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *kn, bool pend);
+/* A member's group was released: re-arm it, replay it if it was parked. */
+static inline void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g,
+                                  uint32_t gen, struct knote *kn, bool pend)
+{
+	if (!kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
+	    !(kn->kn_status & KN_ATTACHED))
+		return;
+	/*
+	 * The re-armed registration makes the kernel report the knote if it
+	 * is ready; only what it cannot cover is re-checked through the ready
+	 * queue (a poll() each): forced knotes, files, edge registrations
+	 * that were not modified.
+	 */
+	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
+	               (fe->fe_regmask & kn_interest(kn));
+	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
+	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
+	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+		fd_queue(kq, kn);
+}
 
 /*
  * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
@@ -558,27 +576,6 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
 	if (err == -ENOENT && (kev->flags & EV_ADD))
 		err = fd_change_once(kq, kev, slot);
 	return err;
-}
-
-/* A member's group was released: re-arm it, replay it if it was parked. */
-static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *kn, bool pend)
-{
-	if (!kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
-	    !(kn->kn_status & KN_ATTACHED))
-		return;
-	/*
-	 * The re-armed registration makes the kernel report the knote if it
-	 * is ready; only what it cannot cover is re-checked through the ready
-	 * queue (a poll() each): forced knotes, files, edge registrations
-	 * that were not modified.
-	 */
-	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
-	               (fe->fe_regmask & kn_interest(kn));
-	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
-	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
-	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-		fd_queue(kq, kn);
 }
 
 /* Members kn[0..n) of one fd were released together: one lock, one sync. */

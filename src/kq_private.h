@@ -400,9 +400,13 @@ void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq); /* a waiter should look at the ready queue (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
-extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
-extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
-int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
+/* Initial-exec, as kq__depth: read per event, and libbaton.so's default
+ * (global-dynamic) model would make each read a __tls_get_addr() call. */
+extern _Thread_local uint64_t kq__call_token /* this kevent() call: never 0, never reused */
+        __attribute__((tls_model("initial-exec")));
+extern _Thread_local struct kevent *kq__call_out /* this call's eventlist (scan) */
+        __attribute__((tls_model("initial-exec")));
+int kq__close_kqueue(int fd);                            /* 1 if fd was a kqueue (now closed) */
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec); /* newfd made from oldfd */
 int kq__name_getfd(int fd);                              /* a name's FD_CLOEXEC, -1: not one */
 bool kq__name_setfd(int fd, int fdflags);
@@ -450,8 +454,23 @@ void kq__knote_free_all(struct kq *kq);
 /* fdtable.c */
 int kq__fdt_init(struct kq *kq);
 void kq__fdt_destroy(struct kq *kq);
-struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd); /* NULL if never used */
-struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
+/* fd -> entry: inline, as every epoll report and every fd change asks. */
+#define FDT_CHUNK 256
+struct kq_fdtable {
+	size_t ft_ntop;
+	pthread_mutex_t ft_grow; /* serialises chunk creation */
+	_Atomic(struct kq_fdent *) ft_top[];
+};
+static inline struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd) /* NULL if never used */
+{
+	struct kq_fdtable *ft = kq->kq_fdt;
+	if (fd < 0 || (size_t)fd / FDT_CHUNK >= ft->ft_ntop)
+		return NULL;
+	struct kq_fdent *chunk =
+	        atomic_load_explicit(&ft->ft_top[fd / FDT_CHUNK], memory_order_acquire);
+	return chunk ? &chunk[fd % FDT_CHUNK] : NULL;
+}
+struct kq_fdent *kq__fdt_get(struct kq *kq, int fd); /* creates */
 void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
 
 /* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
@@ -538,7 +557,11 @@ int64_t kq__now_ns(void);
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
-uint64_t kq__ep_data_fd(int fd, uint32_t gen);
+/* fd in the low 32 bits, generation above, tag in the top three. */
+static inline uint64_t kq__ep_data_fd(int fd, uint32_t gen)
+{
+	return (KQ_TAG_FD << KQ_TAG_SHIFT) | ((uint64_t)(gen & KQ_GEN_MASK) << 32) | (uint32_t)fd;
+}
 
 /* fdhook.c */
 int kq__sys_close(int fd);

@@ -393,7 +393,7 @@ void kq__put(struct kq *kq)
  * leaves knotes behind; a wake it did not need would also leave the kqueue
  * fd spuriously readable to poll() and to an outer kqueue.
  */
-static _Thread_local bool wake_due;
+static _Thread_local bool wake_due __attribute__((tls_model("initial-exec")));
 
 void kq__wake(struct kq *kq)
 {
