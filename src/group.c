@@ -233,8 +233,13 @@ int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent
 		m[n++] = kn;
 	}
 	atomic_store(&g->g_holder, 0);
-	for (int i = 0; i < n; i++)
-		pend[i] = atomic_exchange(&m[i]->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
+	for (int i = 0; i < n; i++) {
+		/* set under g_lock only: a plain look first spares a locked
+		 * exchange in the common case, nothing parked */
+		atomic_bool *gp = &m[i]->kn_aux->gpend;
+		pend[i] = atomic_load_explicit(gp, memory_order_relaxed) &&
+		          atomic_exchange(gp, false) && !KQ_BROKEN(KQ_BREAK_G2);
+	}
 out:
 	kq__mutex_unlock(&g->g_lock);
 	return n;
