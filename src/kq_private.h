@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/event.h>
 
 #define KQ_NSIG 65 /* signals 1..64 */
@@ -429,7 +430,24 @@ void kq__hash_remove(struct kq *kq, struct knote *kn);
 struct knote *kq__knote_alloc(struct kq *kq);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
-void kq__knote_copyout(const struct knote *kn, struct kevent *out);
+/* The user-visible part; the filter fills data, fflags and EV_EOF (inline:
+ * once per event). */
+static inline void kq__knote_copyout(const struct knote *kn, struct kevent *out)
+{
+	out->ident = kn->kn_ident;
+	out->filter = kn->kn_filter;
+	out->flags = kn->kn_flags;
+	out->fflags = 0;
+	out->data = 0;
+	out->udata = kn->kn_udata;
+	if (kn->kn_aux) {
+		memcpy(out->ext, kn->kn_aux->ext, sizeof(out->ext));
+		if (kn->kn_aux->group) /* a serial knote's group id */
+			out->ext[1] = kn->kn_aux->group->g_id;
+	} else {
+		memset(out->ext, 0, sizeof(out->ext));
+	}
+}
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto);
 
 /*
