@@ -12,13 +12,7 @@
 
 #include "kq_private.h"
 
-#define FDT_CHUNK 256
-
-struct kq_fdtable {
-	size_t ft_ntop;
-	pthread_mutex_t ft_grow; /* serialises chunk creation */
-	_Atomic(struct kq_fdent *) ft_top[];
-};
+/* struct kq_fdtable and kq__fdt_lookup() are in kq_private.h (inline). */
 
 static size_t fd_ceiling(void)
 {
@@ -56,23 +50,12 @@ void kq__fdt_destroy(struct kq *kq)
 		for (int i = 0; i < FDT_CHUNK; i++) {
 			for (int k = 0; k < FE_NKN; k++)
 				free(chunk[i].fe_kn[k].kn_aux);
-			pthread_mutex_destroy(&chunk[i].fe_lock);
 		}
 		free(chunk);
 	}
 	pthread_mutex_destroy(&ft->ft_grow);
 	free(ft);
 	kq->kq_fdt = NULL;
-}
-
-struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd)
-{
-	struct kq_fdtable *ft = kq->kq_fdt;
-	if (fd < 0 || (size_t)fd / FDT_CHUNK >= ft->ft_ntop)
-		return NULL;
-	struct kq_fdent *chunk =
-	        atomic_load_explicit(&ft->ft_top[fd / FDT_CHUNK], memory_order_acquire);
-	return chunk ? &chunk[fd % FDT_CHUNK] : NULL;
 }
 
 struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
@@ -89,7 +72,7 @@ struct kq_fdent *kq__fdt_get(struct kq *kq, int fd)
 		chunk = calloc(FDT_CHUNK, sizeof(*chunk));
 		if (chunk) {
 			for (int i = 0; i < FDT_CHUNK; i++) {
-				pthread_mutex_init(&chunk[i].fe_lock, NULL);
+				kq__mutex_init(&chunk[i].fe_lock);
 				chunk[i].fe_fd = (fd / FDT_CHUNK) * FDT_CHUNK + i;
 				for (int k = 0; k < FE_NKN; k++) {
 					chunk[i].fe_kn[k].kn_u.fd.fe = &chunk[i];

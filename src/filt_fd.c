@@ -284,14 +284,14 @@ static inline void fe_reap(struct kq *kq, struct kq_fdent *fe)
  */
 static inline void fe_enter(struct kq *kq, struct kq_fdent *fe)
 {
-	pthread_mutex_lock(&fe->fe_lock);
+	kq__mutex_lock(&fe->fe_lock);
 	fe_reap(kq, fe);
 }
 
 static inline void fe_leave(struct kq *kq, struct kq_fdent *fe)
 {
 	fe_reap(kq, fe);
-	pthread_mutex_unlock(&fe->fe_lock);
+	kq__mutex_unlock(&fe->fe_lock);
 }
 
 /*
@@ -493,6 +493,27 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
 	return err;
 }
 
+/* A member's group was released: re-arm it, replay it if it was parked. */
+static inline void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g,
+                                  uint32_t gen, struct knote *kn, bool pend)
+{
+	if (!kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
+	    !(kn->kn_status & KN_ATTACHED))
+		return;
+	/*
+	 * The re-armed registration makes the kernel report the knote if it
+	 * is ready; only what it cannot cover is re-checked through the ready
+	 * queue (a poll() each): forced knotes, files, edge registrations
+	 * that were not modified.
+	 */
+	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
+	               (fe->fe_regmask & kn_interest(kn));
+	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
+	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
+	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
+		fd_queue(kq, kn);
+}
+
 /*
  * A change to an fd knote: kevent() -> here -> the filter's hooks -> the
  * registration, in one pass under fe_lock.
@@ -528,8 +549,18 @@ static int fd_change_once(struct kq *kq, const struct kevent *kev, int slot)
 		if (fd_recheck_due(fe, kn, kev, exists, status0))
 			fd_queue(kq, kn);
 	}
+	/* A group whose members are all this fd's is released right here:
+	 * one fe_lock and one registration sync for the change and the
+	 * release (group.c). */
+	struct knote *rel[FE_NKN];
+	bool rpend[FE_NKN];
+	int nrel = release ? kq__group_release_fd(release, rgen, fe, rel, rpend) : -1;
 	err = fd_commit(kq, fe, kn, kev, exists,
-	                kn->kn_status != status0 || kn->kn_flags != flags0);
+	                kn->kn_status != status0 || kn->kn_flags != flags0 || nrel > 0);
+	for (int i = 0; i < nrel; i++)
+		group_released(kq, fe, release, rgen, rel[i], rpend[i]);
+	if (nrel >= 0)
+		release = NULL;
 out:
 	fe_leave(kq, fe);
 	if (release)
@@ -545,27 +576,6 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
 	if (err == -ENOENT && (kev->flags & EV_ADD))
 		err = fd_change_once(kq, kev, slot);
 	return err;
-}
-
-/* A member's group was released: re-arm it, replay it if it was parked. */
-static void group_released(struct kq *kq, struct kq_fdent *fe, struct kq_group *g, uint32_t gen,
-                           struct knote *kn, bool pend)
-{
-	if (!kn->kn_aux || kn->kn_aux->group != g || kn->kn_aux->group_gen != gen ||
-	    !(kn->kn_status & KN_ATTACHED))
-		return;
-	/*
-	 * The re-armed registration makes the kernel report the knote if it
-	 * is ready; only what it cannot cover is re-checked through the ready
-	 * queue (a poll() each): forced knotes, files, edge registrations
-	 * that were not modified.
-	 */
-	bool covered = fe->fe_inepoll && fe->fe_armed && !fe_edge(fe) &&
-	               (fe->fe_regmask & kn_interest(kn));
-	bool replay = kn_polled(kn) || (pend && ((kn->kn_status & KN_FORCED) || !covered)) ||
-	              (!covered && !(kn->kn_flags & EV_CLEAR)); /* a level knote stays level */
-	if (replay && !(kn->kn_status & (KN_DISABLED | KN_ACTIVE)))
-		fd_queue(kq, kn);
 }
 
 /* Members kn[0..n) of one fd were released together: one lock, one sync. */
@@ -755,8 +765,8 @@ static void fd_recheck(struct kq *kq, struct knote *kn)
 void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 {
 	(void)arg;
-	pthread_mutex_init(&fe->fe_lock, NULL);
-	pthread_mutex_lock(&fe->fe_lock); /* for the functions that check it */
+	kq__mutex_init(&fe->fe_lock);
+	kq__mutex_lock(&fe->fe_lock); /* for the functions that check it */
 	fe->fe_inepoll = fe->fe_armed = fe->fe_watched = fe->fe_draining = false;
 	fe->fe_regmask = 0;
 	for (int k = 0; k < FE_NKN; k++) {
@@ -766,7 +776,7 @@ void kq__fd_fork(struct kq *kq, struct kq_fdent *fe, void *arg)
 			fd_recheck(kq, &fe->fe_kn[k]);
 	}
 	fe_sync(kq, fe);
-	pthread_mutex_unlock(&fe->fe_lock);
+	kq__mutex_unlock(&fe->fe_lock);
 }
 
 /* A watched regular file changed: look at its READ knote again. */
@@ -818,7 +828,7 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 	if (locked_ok) {
 		fe_enter(kq, fe); /* applies it */
-		pthread_mutex_unlock(&fe->fe_lock);
+		kq__mutex_unlock(&fe->fe_lock);
 		kq__vnode_close(kq, fd); /* without a lock, filt_vnode.c sees fe_closegen */
 	}
 }

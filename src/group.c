@@ -69,12 +69,7 @@ static void ghash_remove(struct kq *kq, struct kq_group *g)
 
 static void group_init(void *o)
 {
-	pthread_mutex_init(&((struct kq_group *)o)->g_lock, NULL);
-}
-
-static void group_fini(void *o)
-{
-	pthread_mutex_destroy(&((struct kq_group *)o)->g_lock);
+	kq__mutex_init(&((struct kq_group *)o)->g_lock);
 }
 
 /* kq_glock held */
@@ -98,14 +93,14 @@ static struct kq_group *galloc(struct kq *kq, uint64_t id)
 	struct kq_group *g = kq__slab_alloc(sl);
 	if (!g)
 		return NULL;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	g->g_id = id;
 	atomic_fetch_add(&g->g_gen, 1);
 	atomic_store(&g->g_holder, 0);
 	g->g_nmembers = 0;
 	g->g_members = NULL;
 	g->g_hnext = NULL;
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	return g;
 }
 
@@ -117,7 +112,7 @@ void kq__group_leave(struct kq *kq, struct knote *kn)
 		return;
 	struct kq_group *g = a->group;
 	pthread_mutex_lock(&kq->kq_glock);
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	if (a->gprev)
 		a->gprev->kn_aux->gnext = a->gnext;
 	else
@@ -132,7 +127,7 @@ void kq__group_leave(struct kq *kq, struct knote *kn)
 		atomic_fetch_add(&g->g_gen, 1); /* a release in flight finds it gone */
 		atomic_store(&g->g_holder, 0);
 	}
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	if (last) {
 		if (g->g_id)
 			ghash_remove(kq, g);
@@ -174,7 +169,7 @@ int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 			goto out;
 		}
 	}
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	a->group = g;
 	a->group_gen = atomic_load(&g->g_gen);
 	a->gprev = NULL;
@@ -183,7 +178,7 @@ int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, boo
 		g->g_members->kn_aux->gprev = kn;
 	g->g_members = kn;
 	g->g_nmembers++;
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 out:
 	pthread_mutex_unlock(&kq->kq_glock);
 	return err;
@@ -197,7 +192,7 @@ bool kq__group_take(struct knote *kn)
 {
 	struct kq_group *g = kn->kn_aux->group;
 	uint64_t me = kq__call_token;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	uint64_t holder = atomic_load_explicit(&g->g_holder, memory_order_relaxed);
 	bool ok = holder == 0 || holder == me || KQ_BROKEN(KQ_BREAK_G1) ||
 	          (KQ_BROKEN(KQ_BREAK_G3) && (kn->kn_status & KN_FORCED));
@@ -205,22 +200,49 @@ bool kq__group_take(struct knote *kn)
 		atomic_store_explicit(&g->g_holder, me, memory_order_relaxed);
 	else
 		atomic_store(&kn->kn_aux->gpend, true);
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	return ok;
 }
 
-bool kq__group_held(const struct knote *kn)
+/*
+ * EV_ENABLE of a member of the fd entry fe, with fe_lock held (lock order:
+ * fe_lock, then g_lock): when every member is a knote of fe, as in a
+ * socket's own group, the group is released here, by the change that holds
+ * the only lock its members need, so the release costs no second round of
+ * fe_lock and the registration is synced once, with the change.  Copies the
+ * members into m[] (and whether each was parked into pend[]) and returns how
+ * many; 0 if the group was dissolved meanwhile; -1 if a member lives
+ * elsewhere (kq__group_release() then, after fe_lock).
+ */
+int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent *fe,
+                         struct knote **m, bool *pend)
 {
-	const struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
-	return g && atomic_load_explicit(&g->g_holder, memory_order_relaxed) != 0;
-}
-
-struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen)
-{
-	struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
-	if (g)
-		*gen = kn->kn_aux->group_gen;
-	return g;
+	int n = 0;
+	kq__mutex_lock(&g->g_lock);
+	if (atomic_load(&g->g_gen) != gen)
+		goto out; /* dissolved meanwhile */
+	if (g->g_nmembers > FE_NKN) {
+		n = -1;
+		goto out;
+	}
+	for (struct knote *kn = g->g_members; kn; kn = kn->kn_aux->gnext) {
+		if (!kn->kn_isfd || kn->kn_u.fd.fe != fe) {
+			n = -1;
+			goto out;
+		}
+		m[n++] = kn;
+	}
+	atomic_store(&g->g_holder, 0);
+	for (int i = 0; i < n; i++) {
+		/* set under g_lock only: a plain look first spares a locked
+		 * exchange in the common case, nothing parked */
+		atomic_bool *gp = &m[i]->kn_aux->gpend;
+		pend[i] = atomic_load_explicit(gp, memory_order_relaxed) &&
+		          atomic_exchange(gp, false) && !KQ_BROKEN(KQ_BREAK_G2);
+	}
+out:
+	kq__mutex_unlock(&g->g_lock);
+	return n;
 }
 
 /*
@@ -233,9 +255,9 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	struct knote *stackbuf[16], **m = stackbuf;
 	bool pendbuf[16], *pend = pendbuf;
 	uint32_t n = 0;
-	pthread_mutex_lock(&g->g_lock);
+	kq__mutex_lock(&g->g_lock);
 	if (atomic_load(&g->g_gen) != gen) {
-		pthread_mutex_unlock(&g->g_lock);
+		kq__mutex_unlock(&g->g_lock);
 		return; /* dissolved meanwhile */
 	}
 	atomic_store(&g->g_holder, 0);
@@ -254,7 +276,7 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 		m[n] = kn;
 		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
 	}
-	pthread_mutex_unlock(&g->g_lock);
+	kq__mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (!m[i]->kn_isfd) {
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
@@ -282,6 +304,6 @@ void kq__group_fork(struct kq *kq)
 
 void kq__group_destroy_all(struct kq *kq)
 {
-	kq__slab_destroy(&kq->kq_gslab, group_fini);
+	kq__slab_destroy(&kq->kq_gslab, NULL); /* g_lock needs no teardown */
 	kq__ht_free(&kq->kq_ghash);
 }

@@ -355,8 +355,8 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 	return n;
 }
 
-_Thread_local uint64_t kq__call_token;
-_Thread_local struct kevent *kq__call_out;
+_Thread_local uint64_t kq__call_token __attribute__((tls_model("initial-exec")));
+_Thread_local struct kevent *kq__call_out __attribute__((tls_model("initial-exec")));
 
 /*
  * 64-bit tokens from a process-wide counter, taken by each thread in blocks
@@ -365,7 +365,8 @@ _Thread_local struct kevent *kq__call_out;
 static uint64_t next_call_token(void)
 {
 	static atomic_ullong blocks;
-	static _Thread_local uint64_t next, end;
+	static _Thread_local uint64_t next __attribute__((tls_model("initial-exec"))),
+	        end __attribute__((tls_model("initial-exec")));
 	if (next == end) {
 		next = atomic_fetch_add_explicit(&blocks, 1, memory_order_relaxed) * 65536 + 1;
 		end = next + 65535;

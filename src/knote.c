@@ -171,24 +171,6 @@ void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new)
 	kn->kn_sdata = kev->data;
 }
 
-/* The user-visible part; the filter fills data, fflags and EV_EOF. */
-void kq__knote_copyout(const struct knote *kn, struct kevent *out)
-{
-	out->ident = kn->kn_ident;
-	out->filter = kn->kn_filter;
-	out->flags = kn->kn_flags;
-	out->fflags = 0;
-	out->data = 0;
-	out->udata = kn->kn_udata;
-	if (kn->kn_aux) {
-		memcpy(out->ext, kn->kn_aux->ext, sizeof(out->ext));
-		if (kn->kn_aux->group) /* a serial knote's group id */
-			out->ext[1] = kn->kn_aux->group->g_id;
-	} else {
-		memset(out->ext, 0, sizeof(out->ext));
-	}
-}
-
 /*
  * Is kn among the events from..upto (one call's eventlist)?  The drain asks
  * under kq_lock, not an fd knote's own lock: its number is read from its

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/event.h>
 
 #define KQ_NSIG 65 /* signals 1..64 */
@@ -25,8 +26,46 @@ struct kq_fdent;
  * (by some thread: a try-lock cannot tell which, but catches a caller that
  * forgot it).  Release builds (NDEBUG) pay nothing.
  */
+/*
+ * The lock of the per-event paths (fe_lock, g_lock): one word, taken with a
+ * compare-and-swap and released with an exchange, inline; a futex only when
+ * contended (lock.c).  0: free, 1: held, 2: held and someone may sleep on
+ * it.  glibc's mutex costs about 55 instructions a round trip (a call, its
+ * kind and elision checks) where this costs 6, and a B2-serial round takes
+ * four.  Acquire/release on the word, which ThreadSanitizer follows.
+ */
+struct kq_mutex {
+	atomic_uint m;
+};
+void kq__mutex_wait(struct kq_mutex *l); /* lock.c: the contended case */
+void kq__mutex_wake(struct kq_mutex *l);
+static inline void kq__mutex_init(struct kq_mutex *l)
+{
+	atomic_init(&l->m, 0);
+}
+static inline void kq__mutex_lock(struct kq_mutex *l)
+{
+	unsigned free_ = 0;
+	if (__builtin_expect(!atomic_compare_exchange_strong_explicit(
+	                             &l->m, &free_, 1, memory_order_acquire, memory_order_relaxed),
+	                     0))
+		kq__mutex_wait(l);
+}
+static inline void kq__mutex_unlock(struct kq_mutex *l)
+{
+	if (__builtin_expect(atomic_exchange_explicit(&l->m, 0, memory_order_release) == 2, 0))
+		kq__mutex_wake(l);
+}
+static inline bool kq__mutex_held(struct kq_mutex *l)
+{
+	return atomic_load_explicit(&l->m, memory_order_relaxed) != 0;
+}
+
 #ifndef NDEBUG
-#define KQ_ASSERT_LOCKED(m) assert(pthread_mutex_trylock(m) == EBUSY)
+#define KQ_ASSERT_LOCKED(m)                                               \
+	assert(_Generic((m), struct kq_mutex *                            \
+	                : kq__mutex_held((struct kq_mutex *)(m)), default \
+	                : pthread_mutex_trylock((pthread_mutex_t *)(m)) == EBUSY))
 #else
 #define KQ_ASSERT_LOCKED(m) ((void)0)
 #endif
@@ -87,7 +126,7 @@ struct kn_aux {
  * Type-stable like struct kq; g_gen tells a recycled group from the old one.
  */
 struct kq_group {
-	pthread_mutex_t g_lock;
+	struct kq_mutex g_lock;
 	uint64_t g_id;            /* constant while alive; 0 for a knote's own group */
 	atomic_uint g_gen;        /* bumped when the group is created */
 	atomic_ullong g_holder;   /* g_lock to change; call token of the holder, 0 free */
@@ -228,7 +267,7 @@ enum kq_ftype {
 };
 
 struct kq_fdent {
-	pthread_mutex_t fe_lock;
+	struct kq_mutex fe_lock;
 	int fe_fd;           /* constant: the index of this entry */
 	uint32_t fe_gen;     /* fe_lock; bumped when close() removes the fd */
 	uint32_t fe_regmask; /* fe_lock; events registered in epoll */
@@ -325,10 +364,25 @@ struct kq {
 struct kn_aux *kq__aux(struct knote *kn); /* allocates; NULL: ENOMEM */
 int kq__group_set(struct kq *kq, struct knote *kn, const struct kevent *kev, bool isfd);
 void kq__group_leave(struct kq *kq, struct knote *kn);
-bool kq__group_take(struct knote *kn);       /* false: parked, the group is held */
-bool kq__group_held(const struct knote *kn); /* held by any call */
-struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen);
+bool kq__group_take(struct knote *kn); /* false: parked, the group is held */
 void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen);
+int kq__group_release_fd(struct kq_group *g, uint32_t gen, const struct kq_fdent *fe,
+                         struct knote **m, bool *pend);
+
+/* Is kn's group held by any call?  (Inline: fe_desired() asks per knote.) */
+static inline bool kq__group_held(const struct knote *kn)
+{
+	const struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	return g && atomic_load_explicit(&g->g_holder, memory_order_relaxed) != 0;
+}
+
+static inline struct kq_group *kq__group_of(const struct knote *kn, uint32_t *gen)
+{
+	struct kq_group *g = kn->kn_aux ? kn->kn_aux->group : NULL;
+	if (g)
+		*gen = kn->kn_aux->group_gen;
+	return g;
+}
 void kq__group_destroy_all(struct kq *kq);
 void kq__group_fork(struct kq *kq);
 /* KQUEUE_CPONFORK: the child's copy gets kernel objects of its own */
@@ -347,9 +401,13 @@ void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq); /* a waiter should look at the ready queue (noted) */
 void kq__wake_flush(struct kq *kq, bool collecting); /* end of kevent(), no lock held */
-extern _Thread_local uint64_t kq__call_token;        /* this kevent() call: never 0, never reused */
-extern _Thread_local struct kevent *kq__call_out;    /* this call's eventlist (scan) */
-int kq__close_kqueue(int fd);                        /* 1 if fd was a kqueue (now closed) */
+/* Initial-exec, as kq__depth: read per event, and libbaton.so's default
+ * (global-dynamic) model would make each read a __tls_get_addr() call. */
+extern _Thread_local uint64_t kq__call_token /* this kevent() call: never 0, never reused */
+        __attribute__((tls_model("initial-exec")));
+extern _Thread_local struct kevent *kq__call_out /* this call's eventlist (scan) */
+        __attribute__((tls_model("initial-exec")));
+int kq__close_kqueue(int fd);                            /* 1 if fd was a kqueue (now closed) */
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec); /* newfd made from oldfd */
 int kq__name_getfd(int fd);                              /* a name's FD_CLOEXEC, -1: not one */
 bool kq__name_setfd(int fd, int fdflags);
@@ -372,7 +430,24 @@ void kq__hash_remove(struct kq *kq, struct knote *kn);
 struct knote *kq__knote_alloc(struct kq *kq);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
-void kq__knote_copyout(const struct knote *kn, struct kevent *out);
+/* The user-visible part; the filter fills data, fflags and EV_EOF (inline:
+ * once per event). */
+static inline void kq__knote_copyout(const struct knote *kn, struct kevent *out)
+{
+	out->ident = kn->kn_ident;
+	out->filter = kn->kn_filter;
+	out->flags = kn->kn_flags;
+	out->fflags = 0;
+	out->data = 0;
+	out->udata = kn->kn_udata;
+	if (kn->kn_aux) {
+		memcpy(out->ext, kn->kn_aux->ext, sizeof(out->ext));
+		if (kn->kn_aux->group) /* a serial knote's group id */
+			out->ext[1] = kn->kn_aux->group->g_id;
+	} else {
+		memset(out->ext, 0, sizeof(out->ext));
+	}
+}
 bool kq__knote_in(const struct knote *kn, const struct kevent *from, const struct kevent *upto);
 
 /*
@@ -397,8 +472,23 @@ void kq__knote_free_all(struct kq *kq);
 /* fdtable.c */
 int kq__fdt_init(struct kq *kq);
 void kq__fdt_destroy(struct kq *kq);
-struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd); /* NULL if never used */
-struct kq_fdent *kq__fdt_get(struct kq *kq, int fd);    /* creates */
+/* fd -> entry: inline, as every epoll report and every fd change asks. */
+#define FDT_CHUNK 256
+struct kq_fdtable {
+	size_t ft_ntop;
+	pthread_mutex_t ft_grow; /* serialises chunk creation */
+	_Atomic(struct kq_fdent *) ft_top[];
+};
+static inline struct kq_fdent *kq__fdt_lookup(struct kq *kq, int fd) /* NULL if never used */
+{
+	struct kq_fdtable *ft = kq->kq_fdt;
+	if (fd < 0 || (size_t)fd / FDT_CHUNK >= ft->ft_ntop)
+		return NULL;
+	struct kq_fdent *chunk =
+	        atomic_load_explicit(&ft->ft_top[fd / FDT_CHUNK], memory_order_acquire);
+	return chunk ? &chunk[fd % FDT_CHUNK] : NULL;
+}
+struct kq_fdent *kq__fdt_get(struct kq *kq, int fd); /* creates */
 void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, void *), void *arg);
 
 /* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
@@ -485,7 +575,11 @@ int64_t kq__now_ns(void);
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
-uint64_t kq__ep_data_fd(int fd, uint32_t gen);
+/* fd in the low 32 bits, generation above, tag in the top three. */
+static inline uint64_t kq__ep_data_fd(int fd, uint32_t gen)
+{
+	return (KQ_TAG_FD << KQ_TAG_SHIFT) | ((uint64_t)(gen & KQ_GEN_MASK) << 32) | (uint32_t)fd;
+}
 
 /* fdhook.c */
 int kq__sys_close(int fd);

@@ -99,6 +99,16 @@ static void live_remove(struct kq *kq) /* kq_global held */
 /* The atfork child handler runs with kq_global held (and alone). */
 static bool kq_in_fork_child;
 
+/* The slot of fd if its chunk exists: inline, as every kevent() asks. */
+static inline _Atomic(uintptr_t) *kt_find(int fd)
+{
+	if ((unsigned)fd >= KT_TOP * KT_CHUNK)
+		return NULL;
+	_Atomic(uintptr_t) *chunk =
+	        atomic_load_explicit(&kt_top[fd / KT_CHUNK], memory_order_acquire);
+	return chunk ? &chunk[fd % KT_CHUNK] : NULL;
+}
+
 static _Atomic(uintptr_t) *kt_slot(int fd, bool create)
 {
 	if (fd < 0 || fd >= KT_TOP * KT_CHUNK)
@@ -207,7 +217,7 @@ static struct kq *kq_adopt(int fd, _Atomic(uintptr_t) **slotp)
 
 struct kq *kq__get(int fd)
 {
-	_Atomic(uintptr_t) *slot = kt_slot(fd, false);
+	_Atomic(uintptr_t) *slot = kt_find(fd);
 	uintptr_t v = slot ? atomic_load_explicit(slot, memory_order_acquire) : 0;
 	struct kq *kq = kt_name(v);
 	if (!kq && (v || fd < 0 || !(kq = kq_adopt(fd, &slot))))
@@ -383,7 +393,7 @@ void kq__put(struct kq *kq)
  * leaves knotes behind; a wake it did not need would also leave the kqueue
  * fd spuriously readable to poll() and to an outer kqueue.
  */
-static _Thread_local bool wake_due;
+static _Thread_local bool wake_due __attribute__((tls_model("initial-exec")));
 
 void kq__wake(struct kq *kq)
 {

@@ -44,9 +44,3 @@ int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms)
 	int n = epoll_wait(epfd, evbuf, max, timeout_ms);
 	return n < 0 ? -errno : n;
 }
-
-/* fd in the low 32 bits, generation above, tag in the top three. */
-uint64_t kq__ep_data_fd(int fd, uint32_t gen)
-{
-	return (KQ_TAG_FD << KQ_TAG_SHIFT) | ((uint64_t)(gen & KQ_GEN_MASK) << 32) | (uint32_t)fd;
-}
