@@ -123,14 +123,14 @@ static bool fe_edge(const struct kq_fdent *fe)
  * epoll can only be ours (made under fe_lock, which we hold), and the knotes
  * it was for go with the close: no look at the file is needed.
  */
-static void fe_close_race(struct kq *kq, struct kq_fdent *fe)
+static __attribute__((noinline, cold)) void fe_close_race(struct kq *kq, struct kq_fdent *fe)
 {
 	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 	fe->fe_inepoll = false;
 }
 
 /* Records the identity of the file fd names (st_dev, st_ino); its mode. */
-static mode_t fe_identify(struct kq_fdent *fe)
+static __attribute__((noinline, cold)) mode_t fe_identify(struct kq_fdent *fe)
 {
 	struct stat st;
 	if (fstat(fe->fe_fd, &st) < 0)
@@ -284,7 +284,7 @@ static int probe_type(struct kq_fdent *fe, const struct kevent *kev)
 /* A change to an fd whose kind is known: what it needs still looked up. */
 static void probe_more(struct kq_fdent *fe, const struct kevent *kev)
 {
-	if (fe->fe_unsure && (kev->flags & EV_ADD) &&
+	if ((kev->flags & EV_ADD) && fe->fe_unsure &&
 	    (kev->filter == EVFILT_EMPTY || (kev->fflags & NOTE_NODATA)))
 		sock_details(fe, fe->fe_type == FT_DGRAM ? SOCK_DGRAM : SOCK_STREAM);
 }
@@ -453,7 +453,8 @@ static inline bool fd_event(struct kq *kq, const struct filterops *fop, struct k
  * entry: EBADF, as FreeBSD.  A kqueue's own descriptor is not the program's
  * (an entry with knotes is not one: fe_probe() checks, under its lock).
  */
-static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **fep)
+static inline __attribute__((always_inline)) int fd_entry(struct kq *kq, const struct kevent *kev,
+                                                          struct kq_fdent **fep)
 {
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
@@ -478,7 +479,8 @@ static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **f
  * of learns the kind of file it is; one on an fd with knotes checks that
  * the number still names their file (see fe_file_changed()).
  */
-static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev)
+static inline __attribute__((always_inline)) int fe_probe(struct kq *kq, struct kq_fdent *fe,
+                                                          const struct kevent *kev)
 {
 	KQ_ASSERT_LOCKED(&fe->fe_lock);
 	/*
@@ -506,8 +508,10 @@ static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev
  * knote (a new NOTE_LOWAT is looked at at once), an enabled level knote,
  * or an enabled EV_CLEAR knote that saw an edge while disabled.
  */
-static bool fd_recheck_due(const struct kq_fdent *fe, struct knote *kn, const struct kevent *kev,
-                           bool exists, uint16_t was)
+static inline __attribute__((always_inline)) bool fd_recheck_due(const struct kq_fdent *fe,
+                                                                 struct knote *kn,
+                                                                 const struct kevent *kev,
+                                                                 bool exists, uint16_t was)
 {
 	bool recheck = (kn->kn_status & KN_FORCED) || kn_polled(kn);
 	if (exists && fe_edge(fe)) {

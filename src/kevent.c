@@ -199,27 +199,23 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 }
 
 /*
- * Applies kev[0], or kev[0] and kev[1] together when they add two filters
- * to one fd (a new connection's READ and WRITE): one registration for both
- * (kq__fd_change_pair).  Returns how many changes it took, their results
- * in err[].  Not when kev[0]'s receipt finds no room: the list stops there.
+ * kev[0] and kev[1] (one ident) together when they add two filters to a new
+ * fd (a connection's READ and WRITE): one registration for both
+ * (kq__fd_change_pair).  0 when both were applied without error, 1 when
+ * nothing was: then they are applied one by one.  Not when kev[0]'s receipt
+ * finds no room: the list stops there.
  */
-static int apply_changes(struct kq *kq, struct kevent *kev, int n, int *err, bool room)
+static int apply_pair(struct kq *kq, struct kevent *kev, bool room)
 {
-	if (n > 1 && kev[0].ident == kev[1].ident && (room || !(kev[0].flags & EV_RECEIPT))) {
-		int slot[2] = {kq__fd_slot(kev[0].filter), kq__fd_slot(kev[1].filter)};
-		kev[0].flags &= ~EV_SYSFLAGS;
-		kev[1].flags &= ~EV_SYSFLAGS;
-		if (slot[0] >= 0 && slot[1] >= 0 && slot[0] != slot[1] &&
-		    (kev[0].flags & kev[1].flags & EV_ADD) &&
-		    !((kev[0].flags | kev[1].flags) & EV_SERIAL) && !check_flags(kev[0].flags) &&
-		    !check_flags(kev[1].flags) && kq__fd_change_pair(kq, kev, slot) == 0) {
-			err[0] = err[1] = 0;
-			return 2;
-		}
-	}
-	err[0] = apply_change(kq, &kev[0]);
-	return 1;
+	int slot[2] = {kq__fd_slot(kev[0].filter), kq__fd_slot(kev[1].filter)};
+	kev[0].flags &= ~EV_SYSFLAGS;
+	kev[1].flags &= ~EV_SYSFLAGS;
+	if (slot[0] < 0 || slot[1] < 0 || slot[0] == slot[1] ||
+	    !(kev[0].flags & kev[1].flags & EV_ADD) ||
+	    ((kev[0].flags | kev[1].flags) & EV_SERIAL) || check_flags(kev[0].flags) ||
+	    check_flags(kev[1].flags) || (!room && (kev[0].flags & EV_RECEIPT)))
+		return 1;
+	return kq__fd_change_pair(kq, kev, slot);
 }
 
 /*
@@ -414,33 +410,40 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		r = -EFAULT;
 		goto out;
 	}
-	for (int i = 0; i < nchanges;) {
-		/* Copied: the lists may be one array (results go at or before
-		 * the change they are for, never on one not yet read). */
-		struct kevent kev[2] = {changes[i]};
-		int err[2], n = 1;
-		if (kev[0].filter == 0) {
-			i++;
+	for (int i = 0; i < nchanges; i++) {
+		struct kevent kev = changes[i]; /* the lists may be one array */
+		if (kev.filter == 0)
 			continue;
-		}
-		if (i + 1 < nchanges) {
-			kev[1] = changes[i + 1];
-			n = 2;
-		}
-		n = apply_changes(kq, kev, n, err, nevents > 0);
-		i += n;
-		for (int k = 0; k < n; k++) {
-			if (!err[k] && !(kev[k].flags & EV_RECEIPT))
+		if (i + 1 < nchanges && changes[i + 1].ident == kev.ident) {
+			/* changes[i + 1] is read before a result is written: a
+			 * result goes at or before the change it is for */
+			struct kevent pair[2] = {kev, changes[i + 1]};
+			if (apply_pair(kq, pair, nevents > 0) == 0) {
+				for (int k = 0; k < 2; k++) {
+					if (!(pair[k].flags & EV_RECEIPT))
+						continue;
+					if (nevents == 0)
+						goto out; /* r = 0: a receipt found no room */
+					pair[k].flags = EV_ERROR;
+					pair[k].data = 0;
+					events[nerr++] = pair[k];
+					nevents--;
+				}
+				i++;
 				continue;
-			if (nevents == 0) {
-				r = err[k]; /* no room: stop here, as FreeBSD */
-				goto out;
 			}
-			kev[k].flags = EV_ERROR;
-			kev[k].data = -err[k];
-			events[nerr++] = kev[k];
-			nevents--;
 		}
+		int err = apply_change(kq, &kev);
+		if (!err && !(kev.flags & EV_RECEIPT))
+			continue;
+		if (nevents == 0) {
+			r = err; /* no room: stop here, as FreeBSD */
+			goto out;
+		}
+		kev.flags = EV_ERROR;
+		kev.data = -err;
+		events[nerr++] = kev;
+		nevents--;
 	}
 	/* As FreeBSD, the timeout is looked at after the changes, and only
 	 * when there is something to wait for. */
