@@ -491,7 +491,8 @@ static inline __attribute__((always_inline)) int fe_probe(struct kq *kq, struct 
 	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) && fe_busy(fe) && fe_file_changed(kq, fe))
 		fe_forget(kq, fe); /* as if the close had been seen */
 	if (fe_busy(fe)) {
-		probe_more(fe, kev);
+		if (__builtin_expect(kev->flags & EV_ADD, 0))
+			probe_more(fe, kev);
 		return 0;
 	}
 	if (kq__is_private_fd(fe->fe_fd))

@@ -414,7 +414,7 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		struct kevent kev = changes[i]; /* the lists may be one array */
 		if (kev.filter == 0)
 			continue;
-		if (i + 1 < nchanges && changes[i + 1].ident == kev.ident) {
+		if ((kev.flags & EV_ADD) && i + 1 < nchanges && changes[i + 1].ident == kev.ident) {
 			/* changes[i + 1] is read before a result is written: a
 			 * result goes at or before the change it is for */
 			struct kevent pair[2] = {kev, changes[i + 1]};
