@@ -118,19 +118,29 @@ static bool fe_edge(const struct kq_fdent *fe)
 
 /*
  * The close hook ran while the fd was being (re)registered, and its
- * EPOLL_CTL_DEL may have come first: take the registration out again if the
- * number still names that file (fe_lock held).  Anonymous inodes (every
- * eventfd shares one) cannot be told apart: such a registration is left, to
- * go with its file; its reports are stale once the close is applied.
+ * EPOLL_CTL_DEL may have come first: take the registration out again (fe_lock
+ * held).  Whatever file the number names now, a registration of it in this
+ * epoll can only be ours (made under fe_lock, which we hold), and the knotes
+ * it was for go with the close: no look at the file is needed.
  */
-static void fe_close_race(struct kq *kq, struct kq_fdent *fe)
+static __attribute__((noinline, cold)) void fe_close_race(struct kq *kq, struct kq_fdent *fe)
 {
-	struct stat st;
-	if (fe->fe_type != FT_OTHER && fstat(fe->fe_fd, &st) == 0 && st.st_dev == fe->fe_dev &&
-	    st.st_ino == fe->fe_ino)
-		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 	fe->fe_inepoll = false;
 }
+
+/* Records the identity of the file fd names (st_dev, st_ino); its mode. */
+static __attribute__((noinline, cold)) mode_t fe_identify(struct kq_fdent *fe)
+{
+	struct stat st;
+	if (fstat(fe->fe_fd, &st) < 0)
+		return 0;
+	fe->fe_dev = st.st_dev;
+	fe->fe_ino = st.st_ino;
+	return st.st_mode;
+}
+
+static bool fe_busy(const struct kq_fdent *fe);
 
 /* Does fe's registration report a ready fd again and again by itself? */
 static bool fe_level(const struct kq_fdent *fe)
@@ -158,6 +168,10 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 			fe->fe_inepoll = false;
 			fe->fe_gen++; /* a report already taken is stale now (I4) */
+			/* Disabled knotes stay: out of epoll, only (st_dev, st_ino)
+			 * tell their file from a new one (fe_file_changed). */
+			if (!err && !fe->fe_ino && fe_busy(fe))
+				fe_identify(fe);
 		}
 		return err == -ENOENT || err == -EBADF ? 0 : err;
 	}
@@ -198,38 +212,81 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
  */
 #define MEM_MAJOR 1
 
-/* The kind of file fd names (FT_BAD if it names none), and its identity. */
-static int probe_type(int fd, uint64_t *dev, uint64_t *ino, bool *tcp)
+/*
+ * A socket's listening state and protocol (TCP or not), looked up when a
+ * knote needs them: EVFILT_EMPTY (TCP drains without a report) and
+ * NOTE_NODATA (no count, except a listening socket's).  Otherwise read_event
+ * learns "listening" from its count's EINVAL (filt_fdops.c).
+ */
+static void sock_details(struct kq_fdent *fe, int type)
+{
+	int listening = 0, proto = 0;
+	socklen_t len = sizeof(listening);
+	getsockopt(fe->fe_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+	len = sizeof(proto);
+	getsockopt(fe->fe_fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+	fe->fe_tcp = proto == IPPROTO_TCP;
+	fe->fe_type = listening ? FT_LISTEN : type == SOCK_STREAM ? FT_STREAM : FT_DGRAM;
+	fe->fe_unsure = false;
+}
+
+/* A file's kind, from fstat() (not a socket): FT_BAD if fd names none. */
+static int stat_type(struct kq_fdent *fe)
 {
 	struct stat st;
-	if (fstat(fd, &st) < 0)
+	if (fstat(fe->fe_fd, &st) < 0)
 		return FT_BAD;
-	*dev = st.st_dev;
-	*ino = st.st_ino;
+	fe->fe_dev = st.st_dev;
+	fe->fe_ino = st.st_ino;
 	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
 		return FT_REGULAR;
 	if (S_ISFIFO(st.st_mode))
 		return FT_PIPE;
-	if (S_ISSOCK(st.st_mode)) {
-		int type = 0, listening = 0, proto = 0;
-		socklen_t len = sizeof(type);
-		getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
-		len = sizeof(listening);
-		getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
-		len = sizeof(proto);
-		getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
-		*tcp = proto == IPPROTO_TCP;
-		if (listening)
-			return FT_LISTEN;
-		return type == SOCK_STREAM ? FT_STREAM : FT_DGRAM;
-	}
 	if (S_ISCHR(st.st_mode)) {
 		int n;
 		if (major(st.st_rdev) == MEM_MAJOR)
 			return FT_NODEV;
-		return ioctl(fd, FIONREAD, &n) == 0 ? FT_TTY : FT_OTHER;
+		return ioctl(fe->fe_fd, FIONREAD, &n) == 0 ? FT_TTY : FT_OTHER;
 	}
 	return FT_OTHER;
+}
+
+/*
+ * The kind of file fd names, at its first EV_ADD: 0, -EBADF or -ENODEV.  A
+ * socket costs one getsockopt(SO_TYPE), the rest is learnt when needed (see
+ * sock_details); its identity is its epoll registration (fe_file_changed).
+ * Anything else is told by fstat(), which records its identity too.
+ */
+static int probe_type(struct kq_fdent *fe, const struct kevent *kev)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+	fe->fe_dev = fe->fe_ino = 0;
+	fe->fe_tcp = fe->fe_unsure = false;
+	if (getsockopt(fe->fe_fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
+		fe->fe_type = type == SOCK_STREAM ? FT_STREAM : FT_DGRAM;
+		fe->fe_unsure = true;
+		/* seqpacket sockets listen too, and read_event does not learn it */
+		if (type == SOCK_SEQPACKET || kev->filter == EVFILT_EMPTY ||
+		    (kev->fflags & NOTE_NODATA))
+			sock_details(fe, type);
+		return 0;
+	}
+	if (errno == EBADF)
+		return -EBADF;
+	type = stat_type(fe);
+	if (type == FT_BAD || type == FT_NODEV)
+		return type == FT_BAD ? -EBADF : -ENODEV;
+	fe->fe_type = (uint8_t)type;
+	return 0;
+}
+
+/* A change to an fd whose kind is known: what it needs still looked up. */
+static void probe_more(struct kq_fdent *fe, const struct kevent *kev)
+{
+	if ((kev->flags & EV_ADD) && fe->fe_unsure &&
+	    (kev->filter == EVFILT_EMPTY || (kev->fflags & NOTE_NODATA)))
+		sock_details(fe, fe->fe_type == FT_DGRAM ? SOCK_DGRAM : SOCK_STREAM);
 }
 
 /* Removes a knote (fe_lock held). */
@@ -257,7 +314,7 @@ static void fe_forget(struct kq *kq, struct kq_fdent *fe)
 	fe->fe_armed = false;
 	fe->fe_regmask = 0;
 	fe->fe_type = FT_UNKNOWN;
-	fe->fe_tcp = false;
+	fe->fe_tcp = fe->fe_unsure = false;
 	fe->fe_drain_tries = 0;
 	fe->fe_dev = fe->fe_ino = 0;
 }
@@ -299,24 +356,30 @@ static inline void fe_leave(struct kq *kq, struct kq_fdent *fe)
  * close the hooks did not see (fclose(), a raw syscall(SYS_close), a close
  * in a library bound to libc's own) leaves them behind, and the new file
  * must be registered, not taken for the old one.  (st_dev, st_ino) tell
- * files apart, but for anonymous inodes (eventfd, timerfd, epoll... share
- * one), whose registration is probed: EEXIST means it is the same file.
+ * files apart, where they were recorded; else (sockets) and for anonymous
+ * inodes (eventfd, timerfd, epoll... share one) the registration is probed:
+ * epoll keys it by (file, number), so EEXIST means it is the same file.
  */
 static bool fe_file_changed(struct kq *kq, struct kq_fdent *fe)
 {
-	struct stat st;
-	if (fstat(fe->fe_fd, &st) < 0)
-		return true; /* closed: the probe of the change says EBADF */
-	if (st.st_dev != fe->fe_dev || st.st_ino != fe->fe_ino)
-		return true;
-	if (fe->fe_type != FT_OTHER || !fe->fe_inepoll)
+	if (fe->fe_ino) {
+		struct stat st;
+		if (fstat(fe->fe_fd, &st) < 0)
+			return true; /* closed: the probe of the change says EBADF */
+		if (st.st_dev != fe->fe_dev || st.st_ino != fe->fe_ino)
+			return true;
+		if (fe->fe_type != FT_OTHER)
+			return false;
+	}
+	if (!fe->fe_inepoll)
 		return false;
 	/* stale data: a report of this probe is dropped */
 	uint64_t data = kq__ep_data_fd(fe->fe_fd, fe->fe_gen - 1);
-	if (kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, 0, data) != 0)
-		return false;
-	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
-	return true;
+	int err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, 0, data);
+	if (!err) /* registered: the number names another file */
+		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+	/* EBADF: closed; EPERM: now a file epoll refuses, so another one */
+	return err == 0 || err == -EBADF || err == -EPERM;
 }
 
 static void fd_queue(struct kq *kq, struct knote *kn)
@@ -390,7 +453,8 @@ static inline bool fd_event(struct kq *kq, const struct filterops *fop, struct k
  * entry: EBADF, as FreeBSD.  A kqueue's own descriptor is not the program's
  * (an entry with knotes is not one: fe_probe() checks, under its lock).
  */
-static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **fep)
+static inline __attribute__((always_inline)) int fd_entry(struct kq *kq, const struct kevent *kev,
+                                                          struct kq_fdent **fep)
 {
 	if (kev->ident > INT32_MAX)
 		return -EBADF;
@@ -415,7 +479,8 @@ static int fd_entry(struct kq *kq, const struct kevent *kev, struct kq_fdent **f
  * of learns the kind of file it is; one on an fd with knotes checks that
  * the number still names their file (see fe_file_changed()).
  */
-static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev)
+static inline __attribute__((always_inline)) int fe_probe(struct kq *kq, struct kq_fdent *fe,
+                                                          const struct kevent *kev)
 {
 	KQ_ASSERT_LOCKED(&fe->fe_lock);
 	/*
@@ -425,22 +490,16 @@ static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev
 	 */
 	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) && fe_busy(fe) && fe_file_changed(kq, fe))
 		fe_forget(kq, fe); /* as if the close had been seen */
-	if (fe_busy(fe))
+	if (fe_busy(fe)) {
+		if (__builtin_expect(kev->flags & EV_ADD, 0))
+			probe_more(fe, kev);
 		return 0;
+	}
 	if (kq__is_private_fd(fe->fe_fd))
 		return -EBADF;
 	if (!(kev->flags & EV_ADD))
 		return kq__sys_fcntl(fe->fe_fd, F_GETFD, 0) < 0 ? -EBADF : 0;
-	uint64_t dev = 0, ino = 0;
-	bool tcp = false;
-	int type = probe_type(fe->fe_fd, &dev, &ino, &tcp);
-	if (type == FT_BAD || type == FT_NODEV)
-		return type == FT_BAD ? -EBADF : -ENODEV;
-	fe->fe_type = (uint8_t)type;
-	fe->fe_tcp = tcp;
-	fe->fe_dev = dev;
-	fe->fe_ino = ino;
-	return 0;
+	return probe_type(fe, kev);
 }
 
 /*
@@ -450,8 +509,10 @@ static int fe_probe(struct kq *kq, struct kq_fdent *fe, const struct kevent *kev
  * knote (a new NOTE_LOWAT is looked at at once), an enabled level knote,
  * or an enabled EV_CLEAR knote that saw an edge while disabled.
  */
-static bool fd_recheck_due(const struct kq_fdent *fe, struct knote *kn, const struct kevent *kev,
-                           bool exists, uint16_t was)
+static inline __attribute__((always_inline)) bool fd_recheck_due(const struct kq_fdent *fe,
+                                                                 struct knote *kn,
+                                                                 const struct kevent *kev,
+                                                                 bool exists, uint16_t was)
 {
 	bool recheck = (kn->kn_status & KN_FORCED) || kn_polled(kn);
 	if (exists && fe_edge(fe)) {
@@ -477,9 +538,10 @@ static int fd_commit(struct kq *kq, struct kq_fdent *fe, struct knote *kn, const
 	if (!(kev->flags & (EV_ADD | EV_DELETE)) && !changed)
 		return 0;
 	int err = fe_sync(kq, fe);
-	struct stat st;
-	if (err == -EPERM && fstat(fe->fe_fd, &st) == 0 && S_ISCHR(st.st_mode))
-		err = -ENODEV; /* a device without poll: no kqueue filter either */
+	/* out of epoll, only its identity tells the file apart; a device
+	 * without poll has no kqueue filter either */
+	if (err == -EPERM && S_ISCHR(fe_identify(fe)))
+		err = -ENODEV;
 	if (err == -EPERM && (kn->kn_status & KN_ATTACHED)) {
 		/* Not pollable by epoll (e.g. a special file): poll semantics. */
 		fe->fe_type = FT_REGULAR;
@@ -576,6 +638,50 @@ int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot)
 	if (err == -ENOENT && (kev->flags & EV_ADD))
 		err = fd_change_once(kq, kev, slot);
 	return err;
+}
+
+/*
+ * Two EV_ADDs of one changelist for a new fd's knotes (READ and WRITE, as
+ * nginx asks for each connection): one look at the file, one registration,
+ * instead of a registration each and a look at the file for the second.
+ * Returns 0 when both were applied; 1 when nothing was, and the caller
+ * applies them one by one: anything but the plain case (the fd has knotes,
+ * a change is refused, the registration fails) takes that path, so errors
+ * and what is left applied are the same as for two separate changes.
+ */
+int kq__fd_change_pair(struct kq *kq, const struct kevent *kev, const int *slot)
+{
+	struct kq_fdent *fe = NULL;
+	if (kq__fd_ops[slot[0]]->f_validate(&kev[0]) || kq__fd_ops[slot[1]]->f_validate(&kev[1]) ||
+	    fd_entry(kq, &kev[0], &fe))
+		return 1;
+	int r = 1, k = 0;
+	fe_enter(kq, fe);
+	if (fe_busy(fe) || fe_probe(kq, fe, &kev[0]))
+		goto out;
+	probe_more(fe, &kev[1]);
+	for (; k < 2; k++) {
+		struct knote *kn = &fe->fe_kn[slot[k]];
+		struct kq_group *release = NULL;
+		uint32_t rgen = 0;
+		if (kq__knote_change(kq, kn, &kev[k], kq__fd_ops[slot[k]], false, &release,
+		                     &rgen) ||
+		    release)
+			break;
+		if (fd_recheck_due(fe, kn, &kev[k], false, 0))
+			fd_queue(kq, kn);
+	}
+	if (k == 2 && (fe->fe_type == FT_REGULAR || fe_sync(kq, fe) == 0)) {
+		r = 0;
+		goto out;
+	}
+	/* undone: the fd had no knotes, nor a registration (fe_sync failed) */
+	for (k = 0; k < 2; k++)
+		if (fe->fe_kn[slot[k]].kn_status & KN_ATTACHED)
+			fd_detach(kq, &fe->fe_kn[slot[k]]);
+out:
+	fe_leave(kq, fe);
+	return r;
 }
 
 /* Members kn[0..n) of one fd were released together: one lock, one sync. */

@@ -151,10 +151,18 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 		return nodata_event(kn, EPOLLIN, EPOLLRDHUP | EPOLLHUP | EPOLLERR, out);
 	bool eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR), ready;
 	switch (fe->fe_type) {
-	case FT_STREAM:
-		out->data = fionread(fe->fe_fd);
+	case FT_STREAM: {
+		int n = 0;
+		/* Only a listening socket has no count: learnt here (filt_fd.c) */
+		if (ioctl(fe->fe_fd, FIONREAD, &n) < 0 && errno == EINVAL && fe->fe_unsure) {
+			fe->fe_type = FT_LISTEN;
+			out->data = listen_backlog(fe->fe_fd);
+			return revents & EPOLLIN;
+		}
+		out->data = n;
 		ready = out->data >= lowat(kn) || eof;
 		break;
+	}
 	case FT_PIPE:
 	case FT_TTY: /* FreeBSD's pipes and ttys have no low-water mark */
 		out->data = fionread(fe->fe_fd);

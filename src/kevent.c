@@ -199,6 +199,26 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 }
 
 /*
+ * kev[0] and kev[1] (one ident) together when they add two filters to a new
+ * fd (a connection's READ and WRITE): one registration for both
+ * (kq__fd_change_pair).  0 when both were applied without error, 1 when
+ * nothing was: then they are applied one by one.  Not when kev[0]'s receipt
+ * finds no room: the list stops there.
+ */
+static int apply_pair(struct kq *kq, struct kevent *kev, bool room)
+{
+	int slot[2] = {kq__fd_slot(kev[0].filter), kq__fd_slot(kev[1].filter)};
+	kev[0].flags &= ~EV_SYSFLAGS;
+	kev[1].flags &= ~EV_SYSFLAGS;
+	if (slot[0] < 0 || slot[1] < 0 || slot[0] == slot[1] ||
+	    !(kev[0].flags & kev[1].flags & EV_ADD) ||
+	    ((kev[0].flags | kev[1].flags) & EV_SERIAL) || check_flags(kev[0].flags) ||
+	    check_flags(kev[1].flags) || (!room && (kev[0].flags & EV_RECEIPT)))
+		return 1;
+	return kq__fd_change_pair(kq, kev, slot);
+}
+
+/*
  * Takes knotes off the ready queue into out, up to room, each queued knote
  * looked at once.  A knote this very call delivered and requeued (a level
  * knote goes to the back) is passed over: it comes back in a later call, not
@@ -395,6 +415,25 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		struct kevent kev = changes[i]; /* the lists may be one array */
 		if (kev.filter == 0)
 			continue;
+		if ((kev.flags & EV_ADD) && i + 1 < nchanges && changes[i + 1].ident == kev.ident) {
+			/* changes[i + 1] is read before a result is written: a
+			 * result goes at or before the change it is for */
+			struct kevent pair[2] = {kev, changes[i + 1]};
+			if (apply_pair(kq, pair, nevents > 0) == 0) {
+				for (int k = 0; k < 2; k++) {
+					if (!(pair[k].flags & EV_RECEIPT))
+						continue;
+					if (nevents == 0)
+						goto out; /* r = 0: a receipt found no room */
+					pair[k].flags = EV_ERROR;
+					pair[k].data = 0;
+					events[nerr++] = pair[k];
+					nevents--;
+				}
+				i++;
+				continue;
+			}
+		}
 		int err = apply_change(kq, &kev);
 		if (!err && !(kev.flags & EV_RECEIPT))
 			continue;

@@ -255,7 +255,7 @@ static inline int kq__fd_slot(short filter)
 
 enum kq_ftype {
 	FT_UNKNOWN = 0,
-	FT_STREAM,  /* connected stream socket */
+	FT_STREAM,  /* stream socket (fe_unsure: maybe listening, read_event learns) */
 	FT_LISTEN,  /* listening socket */
 	FT_DGRAM,   /* datagram / seqpacket socket */
 	FT_PIPE,    /* pipe or FIFO */
@@ -282,10 +282,13 @@ struct kq_fdent {
 	 * the next holder of fe_lock, which finds fe_closeseen behind it.
 	 */
 	atomic_uint fe_closegen;
-	uint32_t fe_closeseen;   /* fe_lock: fe_closegen when last applied */
-	uint64_t fe_dev, fe_ino; /* fe_lock: the file's identity at first attach */
+	uint32_t fe_closeseen; /* fe_lock: fe_closegen when last applied */
+	/* fe_lock: the file's identity, when known (fe_ino 0: not looked up;
+	 * a socket's registration in epoll is its identity, see filt_fd.c) */
+	uint64_t fe_dev, fe_ino;
 	uint8_t fe_first; /* fe_lock; the slot that goes first in the next report (it did not fit) */
 	bool fe_tcp;      /* fe_lock; a TCP socket: its send queue drains without a wake-up */
+	bool fe_unsure;   /* fe_lock; a socket whose listening and fe_tcp are not looked up */
 	bool fe_draining;       /* fe_lock; on kq_drains, waiting for its send queue to drain */
 	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
 	struct knote fe_kn[FE_NKN];
@@ -493,6 +496,7 @@ void kq__fdt_foreach(struct kq *kq, void (*fn)(struct kq *, struct kq_fdent *, v
 
 /* filt_fd.c: the fd filters (READ, WRITE, EMPTY) */
 int kq__fd_change(struct kq *kq, const struct kevent *kev, int slot); /* kq__fd_slot() */
+int kq__fd_change_pair(struct kq *kq, const struct kevent *kev, const int *slot);
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
