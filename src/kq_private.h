@@ -62,7 +62,7 @@ void kq__ht_free(struct kq_htab *h);
 /* slab.c: type-stable objects of one size (see there); the user's lock held */
 struct kq_slab {
 	void *sl_free;
-	void **sl_chunks;
+	void *sl_chunks;             /* the newest chunk; each links to the one before */
 	uint32_t sl_nchunks, sl_per; /* chunks made, objects per chunk */
 	size_t sl_size, sl_next;     /* object size, offset of its free-list link */
 	void (*sl_init)(void *);     /* once per object, when its chunk is made */
