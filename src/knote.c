@@ -104,6 +104,10 @@ void kq__hash_remove(struct kq *kq, struct knote *kn)
 
 #define SLAB_KNOTES 256
 
+/* B4's budget is 128 resident bytes a timer, 16 of them its heap slot and
+ * 8-16 its hash bucket: a field added before kn_u must find room there. */
+_Static_assert(KN_SMALL <= 96, "timer knotes grew: see B4's bytes per timer");
+
 /*
  * A timer knote stops before kn_u (KN_SMALL bytes): a million timers are
  * a million of them, so they have a slab of their own.
