@@ -329,7 +329,7 @@ int kq__proc_track(struct kq *kq, struct knote *parent, int child)
 		struct kevent kev;
 		EV_SET(&kev, child, EVFILT_PROC, EV_ADD | (parent->kn_flags & ~keep),
 		       parent->kn_u.proc.want, 0, parent->kn_udata);
-		if (!(kn = kq__knote_alloc(kq)))
+		if (!(kn = kq__knote_alloc(kq, EVFILT_PROC)))
 			return -ENOMEM;
 		kq__knote_set(kn, &kev, true);
 		kn->kn_status = KN_ATTACHED;

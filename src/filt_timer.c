@@ -47,10 +47,11 @@ static int64_t mul_sat(int64_t a, int64_t b)
 /* Points the timerfd at the earliest deadline if it is not already earlier. */
 static void timer_rearm(struct kq *kq, bool force)
 {
-	struct knote *min = kq__theap_min(kq);
-	if (!min)
+	int64_t d;
+	if (!kq__theap_min(kq, &d))
 		return; /* a later spurious expiry finds nothing: harmless */
-	int64_t d = min->kn_u.tm.deadline > 0 ? min->kn_u.tm.deadline : 1;
+	if (d <= 0)
+		d = 1;
 	if (!force && kq->kq_timer_armed && kq->kq_timer_armed <= d)
 		return;
 	struct itimerspec its = {.it_value = {d / 1000000000LL, d % 1000000000LL}};
@@ -58,17 +59,28 @@ static void timer_rearm(struct kq *kq, bool force)
 	kq->kq_timer_armed = d;
 }
 
+/*
+ * The period of a relative timer that repeats, from what the last EV_ADD
+ * gave (kept in the knote, which has no room for it: timer knotes end
+ * before kn_u).  0: it fires once.
+ */
+static int64_t timer_period(const struct knote *kn)
+{
+	if (!(kn->kn_status & KN_PERIODIC))
+		return 0;
+	return mul_sat(kn->kn_sdata > 0 ? kn->kn_sdata : 1, unit_ns(kn->kn_sfflags));
+}
+
 /* (Re)starts a timer from its knote's data and fflags. */
 static int timer_start(struct kq *kq, struct knote *kn)
 {
-	int64_t mult = unit_ns(kn->kn_sfflags), now = kq__now_ns();
+	int64_t mult = unit_ns(kn->kn_sfflags), now = kq__now_ns(), deadline;
+	kn->kn_status &= ~KN_PERIODIC;
 	if (kn->kn_sfflags & NOTE_ABSTIME) {
 		struct timespec rt;
 		clock_gettime(CLOCK_REALTIME, &rt);
 		int64_t target = mul_sat(kn->kn_sdata, mult);
 		int64_t left = target - (rt.tv_sec * 1000000000LL + rt.tv_nsec);
-		kn->kn_u.tm.deadline = now + (left > 0 ? left : 0);
-		kn->kn_u.tm.period = 0;
 		if (left <= 0) {
 			/* Its time has passed: ready now, for the very next call,
 			 * not after a timerfd expiry that a loaded machine's
@@ -77,15 +89,17 @@ static int timer_start(struct kq *kq, struct knote *kn)
 			kq__activate(kq, kn);
 			return 0;
 		}
+		deadline = now + left;
 	} else {
 		int64_t units = kn->kn_sdata;
 		if (units == 0 && !(kn->kn_flags & EV_ONESHOT))
 			units = 1;
 		int64_t ival = mul_sat(units, mult);
-		kn->kn_u.tm.deadline = ival > INT64_MAX - now ? INT64_MAX : now + ival;
-		kn->kn_u.tm.period = (kn->kn_flags & EV_ONESHOT) ? 0 : ival;
+		deadline = ival > INT64_MAX - now ? INT64_MAX : now + ival;
+		if (!(kn->kn_flags & EV_ONESHOT))
+			kn->kn_status |= KN_PERIODIC;
 	}
-	int err = kq__theap_insert(kq, kn);
+	int err = kq__theap_insert(kq, kn, deadline);
 	if (!err)
 		timer_rearm(kq, false);
 	return err;
@@ -143,21 +157,26 @@ void kq__timer_fork(struct kq *kq)
 	timer_rearm(kq, true);
 }
 
-/* The timerfd fired: count expirations, queue the knotes, re-arm. */
+/*
+ * The timerfd fired: every timer due by now is counted and queued in this
+ * one pass under the lock, and the timerfd is re-armed once, for what is
+ * left.  A repeating timer is re-timed in place (one sift, no pop and push).
+ */
 void kq__timer_expire(struct kq *kq)
 {
 	pthread_mutex_lock(&kq->kq_lock);
-	int64_t now = kq__now_ns();
+	int64_t now = kq__now_ns(), d;
 	struct knote *kn;
-	while ((kn = kq__theap_min(kq)) && kn->kn_u.tm.deadline <= now) {
-		if (kn->kn_u.tm.period > 0) {
-			int64_t k = 1 + (now - kn->kn_u.tm.deadline) / kn->kn_u.tm.period;
+	while ((kn = kq__theap_min(kq, &d)) && d <= now) {
+		int64_t period = timer_period(kn);
+		if (period > 0) {
+			int64_t k = 1 + (now - d) / period;
 			kn->kn_data += k;
-			kn->kn_u.tm.deadline += k * kn->kn_u.tm.period;
-			kq__theap_fix(kq, kn);
+			kq__theap_retime_min(kq, k > (INT64_MAX - d) / period ? INT64_MAX
+			                                                      : d + k * period);
 		} else {
 			kn->kn_data += 1;
-			kq__theap_remove(kq, kn);
+			kq__theap_pop(kq);
 		}
 		kq__activate(kq, kn);
 	}

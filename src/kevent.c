@@ -104,7 +104,7 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		goto out;
 	}
 	if (!kn) {
-		if (!(kn = kq__knote_alloc(kq))) {
+		if (!(kn = kq__knote_alloc(kq, kev->filter))) {
 			err = -ENOMEM;
 			goto out;
 		}

@@ -104,18 +104,29 @@ void kq__hash_remove(struct kq *kq, struct knote *kn)
 
 #define SLAB_KNOTES 256
 
-struct knote *kq__knote_alloc(struct kq *kq)
+/* B4's budget is 128 resident bytes a timer, 16 of them its heap slot and
+ * 8-16 its hash bucket: a field added before kn_u must find room there. */
+_Static_assert(KN_SMALL <= 96, "timer knotes grew: see B4's bytes per timer");
+
+/*
+ * A timer knote stops before kn_u (KN_SMALL bytes): a million timers are
+ * a million of them, so they have a slab of their own.
+ */
+struct knote *kq__knote_alloc(struct kq *kq, short filter)
 {
 	KQ_ASSERT_LOCKED(&kq->kq_lock);
-	struct kq_slab *sl = &kq->kq_kslab;
+	bool small = filter == EVFILT_TIMER;
+	struct kq_slab *sl = small ? &kq->kq_tslab : &kq->kq_kslab;
 	if (!sl->sl_size) { /* a new kqueue: kq_alloc() cleared it */
-		sl->sl_size = sizeof(struct knote);
+		sl->sl_size = small ? KN_SMALL : sizeof(struct knote);
 		sl->sl_per = SLAB_KNOTES;
 		sl->sl_next = offsetof(struct knote, kn_hnext);
 	}
 	struct knote *kn = kq__slab_alloc(sl);
-	if (kn)
-		memset(kn, 0, sizeof(*kn));
+	if (kn) {
+		memset(kn, 0, sl->sl_size);
+		kn->kn_filter = filter;
+	}
 	return kn;
 }
 
@@ -125,7 +136,7 @@ void kq__knote_free(struct kq *kq, struct knote *kn)
 	free(kn->kn_aux);
 	kn->kn_aux = NULL;
 	kn->kn_status = 0;
-	kq__slab_free(&kq->kq_kslab, kn);
+	kq__slab_free(kn->kn_filter == EVFILT_TIMER ? &kq->kq_tslab : &kq->kq_kslab, kn);
 }
 
 void kq__knote_free_all(struct kq *kq)
@@ -134,6 +145,7 @@ void kq__knote_free_all(struct kq *kq)
 	for (uint32_t i = 0; kq->kq_hash.ht_tab && i <= kq->kq_hash.ht_mask; i++)
 		for (struct knote *kn = kq->kq_hash.ht_tab[i]; kn; kn = kn->kn_hnext)
 			free(kn->kn_aux);
+	kq__slab_destroy(&kq->kq_tslab, NULL);
 	kq__slab_destroy(&kq->kq_kslab, NULL);
 	kq->kq_head = kq->kq_tail = NULL;
 }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/event.h>
@@ -76,6 +77,7 @@ static inline bool kq__mutex_held(struct kq_mutex *l)
 #define KN_ACTIVE   0x04 /* on the ready queue (kq_head), or pending while disabled */
 #define KN_FORCED   0x08 /* EV_FORCEONESHOT: deliver once more whatever the condition */
 #define KN_PENDING  0x10 /* fd knote: an edge came while it was disabled */
+#define KN_PERIODIC 0x20 /* timer: re-armed after each expiry (filt_timer.c) */
 
 /* Flags a knote keeps; actions are not remembered (as FreeBSD). */
 #define KN_KEPT_FLAGS (EV_ONESHOT | EV_CLEAR | EV_RECEIPT | EV_DISPATCH | EV_KEEPUDATA | EV_SERIAL)
@@ -99,7 +101,7 @@ void kq__ht_free(struct kq_htab *h);
 /* slab.c: type-stable objects of one size (see there); the user's lock held */
 struct kq_slab {
 	void *sl_free;
-	void **sl_chunks;
+	void *sl_chunks;             /* the newest chunk; each links to the one before */
 	uint32_t sl_nchunks, sl_per; /* chunks made, objects per chunk */
 	size_t sl_size, sl_next;     /* object size, offset of its free-list link */
 	void (*sl_init)(void *);     /* once per object, when its chunk is made */
@@ -153,14 +155,14 @@ struct knote {
 	uint16_t kn_status;
 	bool kn_queued;        /* on the ready queue (kq_lock) */
 	bool kn_isfd;          /* constant: embedded in a kq_fdent */
-	uint32_t kn_heapidx;   /* timers: index in kq_timers, UINT32_MAX if none */
+	uint32_t kn_heapidx;   /* timers: slot in kq_timers, UINT32_MAX if none */
 	atomic_ullong kn_seen; /* knote's lock: token of the call that last delivered it */
 	int64_t kn_data;       /* accumulated data: expirations, signal count */
+	/*
+	 * Last, so that a timer knote (its deadline is in the heap, its
+	 * period in kn_sdata) is allocated without it: KN_SMALL bytes.
+	 */
 	union {
-		struct {
-			int64_t deadline; /* CLOCK_MONOTONIC ns */
-			int64_t period;   /* ns, 0 for a oneshot/absolute timer */
-		} tm;
 		struct {
 			uint32_t triggered;
 		} user;
@@ -185,6 +187,9 @@ struct knote {
 		} vn;
 	} kn_u;
 };
+
+/* The size of a timer knote (kq_tslab): everything before kn_u. */
+#define KN_SMALL offsetof(struct knote, kn_u)
 
 /*
  * The contract between kevent() and a filter.  Every hook runs with the
@@ -325,8 +330,8 @@ struct kq {
 	/* kq_lock: hash of knotes whose ident is not an fd */
 	struct kq_htab kq_hash;
 
-	/* kq_lock: timers */
-	struct knote **kq_timers;
+	/* kq_lock: timers (timerheap.c) */
+	struct kq_tslot *kq_timers;
 	uint32_t kq_ntimers, kq_timercap;
 	int64_t kq_timer_armed; /* deadline the timerfd is set to, 0 = none */
 
@@ -352,8 +357,8 @@ struct kq {
 	struct kq_htab kq_vwatch;
 	atomic_uint kq_nvnode; /* kq_lock to change: VNODE knotes (the close hook skips none) */
 
-	/* kq_lock: knote slab */
-	struct kq_slab kq_kslab;
+	/* kq_lock: knote slabs: timers (KN_SMALL bytes), all others */
+	struct kq_slab kq_tslab, kq_kslab;
 
 	struct kq_fdtable *kq_fdt; /* lock-free reads, see fdtable.c */
 
@@ -430,7 +435,7 @@ void kq__dequeue(struct kq *kq, struct knote *kn);
 struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident);
 int kq__hash_insert(struct kq *kq, struct knote *kn);
 void kq__hash_remove(struct kq *kq, struct knote *kn);
-struct knote *kq__knote_alloc(struct kq *kq);
+struct knote *kq__knote_alloc(struct kq *kq, short filter);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);
 /* The user-visible part; the filter fills data, fflags and EV_EOF (inline:
@@ -561,10 +566,16 @@ void kq__vnode_fork(struct kq *kq);               /* KQUEUE_CPONFORK child: new 
 void kq__vnode_free(struct kq *kq);               /* kq_release: no lock */
 
 /* timerheap.c (kq_lock held) */
-int kq__theap_insert(struct kq *kq, struct knote *kn);
+struct kq_tslot {
+	int64_t deadline; /* CLOCK_MONOTONIC ns */
+	struct knote *kn;
+};
+int kq__theap_insert(struct kq *kq, struct knote *kn, int64_t deadline);
 void kq__theap_remove(struct kq *kq, struct knote *kn);
-void kq__theap_fix(struct kq *kq, struct knote *kn);
-struct knote *kq__theap_min(struct kq *kq);
+struct knote *kq__theap_min(struct kq *kq, int64_t *deadline); /* NULL: none */
+void kq__theap_pop(struct kq *kq);                             /* the min goes */
+void kq__theap_retime_min(struct kq *kq, int64_t deadline);    /* the min, due later */
+void kq__theap_free(struct kq *kq);
 int64_t kq__now_ns(void);
 
 /* os_epoll.c: the only file that talks to epoll */

@@ -320,8 +320,7 @@ static void kq_release(struct kq *kq)
 	kq__knote_free_all(kq);
 	kq__fdt_destroy(kq);
 	kq__ht_free(&kq->kq_hash);
-	free(kq->kq_timers);
-	kq->kq_timers = NULL;
+	kq__theap_free(kq);
 	kq__group_destroy_all(kq);
 	pthread_mutex_destroy(&kq->kq_lock);
 	pthread_mutex_destroy(&kq->kq_glock);

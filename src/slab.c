@@ -11,20 +11,30 @@
 #include "kq_private.h"
 
 #define NEXT(obj, off) (*(void **)((char *)(obj) + (off)))
+/*
+ * A chunk starts with a link to the chunk made before it (sl_chunks is the
+ * newest), padded to 16 bytes, then sl_per objects: no array of chunks to
+ * grow (its old copies were left in malloc's free lists, 18 bytes a timer at
+ * a million), no header per object.
+ */
+#define CHUNK_HDR 16
+
+static char *objects(void *chunk)
+{
+	return (char *)chunk + CHUNK_HDR;
+}
 
 void *kq__slab_alloc(struct kq_slab *sl)
 {
 	if (!sl->sl_free) {
-		void **chunks = realloc(sl->sl_chunks, (sl->sl_nchunks + 1) * sizeof(*chunks));
-		if (!chunks)
-			return NULL;
-		sl->sl_chunks = chunks;
-		char *c = calloc(sl->sl_per, sl->sl_size);
+		void **c = calloc(1, CHUNK_HDR + (size_t)sl->sl_per * sl->sl_size);
 		if (!c)
 			return NULL;
-		chunks[sl->sl_nchunks++] = c;
+		*c = sl->sl_chunks;
+		sl->sl_chunks = c;
+		sl->sl_nchunks++;
 		for (uint32_t i = 0; i < sl->sl_per; i++) {
-			void *o = c + (size_t)i * sl->sl_size;
+			void *o = objects(c) + (size_t)i * sl->sl_size;
 			if (sl->sl_init)
 				sl->sl_init(o);
 			NEXT(o, sl->sl_next) = sl->sl_free;
@@ -44,18 +54,19 @@ void kq__slab_free(struct kq_slab *sl, void *obj)
 
 void kq__slab_foreach(struct kq_slab *sl, void (*fn)(void *))
 {
-	for (uint32_t i = 0; i < sl->sl_nchunks; i++)
+	for (void **c = sl->sl_chunks; c; c = *c)
 		for (uint32_t j = 0; j < sl->sl_per; j++)
-			fn((char *)sl->sl_chunks[i] + (size_t)j * sl->sl_size);
+			fn(objects(c) + (size_t)j * sl->sl_size);
 }
 
 void kq__slab_destroy(struct kq_slab *sl, void (*fini)(void *))
 {
 	if (fini)
 		kq__slab_foreach(sl, fini);
-	for (uint32_t i = 0; i < sl->sl_nchunks; i++)
-		free(sl->sl_chunks[i]);
-	free(sl->sl_chunks);
+	for (void **c = sl->sl_chunks, **prev; c; c = prev) {
+		prev = *c;
+		free(c);
+	}
 	sl->sl_chunks = NULL;
 	sl->sl_nchunks = 0;
 	sl->sl_free = NULL;
