@@ -18,6 +18,7 @@
 
 #include "knote_change.h"
 #include "kq_private.h"
+#include "uring.h"
 
 #define KQ_KNOWN_FLAGS                                                                  \
 	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT | EV_KEEPUDATA | \
@@ -269,6 +270,9 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		}
 	}
+	/* The byte counts the deliveries below need, in one round trip (uring.c). */
+	if (room > 0)
+		kq__count_batch(kq, ev, nev);
 	for (int i = 0; i < nev; i++) {
 		uint64_t d = ev[i].data.u64;
 		if ((d >> KQ_TAG_SHIFT) == KQ_TAG_FD)
@@ -276,6 +280,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			                        (uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
 			                        out + n, room - n);
 	}
+	kq__count_batch_end();
 	return n;
 }
 
