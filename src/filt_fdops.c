@@ -139,20 +139,20 @@ static int fionread(int fd)
 }
 
 /* A socket's bytes to read: from this wait's batch (uring.c), else asked. */
-static int sock_inq(struct kq_fdent *fe)
+static int sock_inq(struct kq *kq, struct kq_fdent *fe)
 {
 	int n;
-	if (kq__count_take_in(fe, &n))
+	if (kq__count_take_in(kq, fe, &n))
 		return n;
 	kq__count_want(fe, KQ_CNT_IN);
 	return fionread(fe->fe_fd);
 }
 
 /* A socket's room to write: SO_SNDBUF less what its send queue holds. */
-static int64_t sock_room(struct kq_fdent *fe)
+static int64_t sock_room(struct kq *kq, struct kq_fdent *fe)
 {
 	int sndbuf = 0, n = 0;
-	if (fe->fe_type == FT_LISTEN || !kq__count_take_out(fe, &n, &sndbuf)) {
+	if (fe->fe_type == FT_LISTEN || !kq__count_take_out(kq, fe, &n, &sndbuf)) {
 		socklen_t len = sizeof(sndbuf);
 		if (fe->fe_type != FT_LISTEN)
 			kq__count_want(fe, KQ_CNT_OUT);
@@ -170,7 +170,6 @@ static int64_t sock_room(struct kq_fdent *fe)
  */
 static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 {
-	(void)kq;
 	struct kq_fdent *fe = kn->kn_u.fd.fe;
 	uint32_t revents = kn->kn_u.fd.revents;
 	if (nodata(kn))
@@ -178,7 +177,7 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	bool eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR), ready;
 	switch (fe->fe_type) {
 	case FT_STREAM:
-		out->data = sock_inq(fe);
+		out->data = sock_inq(kq, fe);
 		ready = out->data >= lowat(kn) || eof;
 		break;
 	case FT_PIPE:
@@ -193,7 +192,7 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 		ready = out->data > 0 || eof;
 		break;
 	case FT_DGRAM:
-		out->data = sock_inq(fe);
+		out->data = sock_inq(kq, fe);
 		ready = (revents & EPOLLIN) || eof;
 		break;
 	case FT_LISTEN:
@@ -220,7 +219,6 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
  */
 static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
 {
-	(void)kq;
 	struct kq_fdent *fe = kn->kn_u.fd.fe;
 	uint32_t revents = kn->kn_u.fd.revents;
 	if (nodata(kn))
@@ -231,7 +229,7 @@ static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	case FT_STREAM:
 	case FT_DGRAM:
 	case FT_LISTEN:
-		out->data = sock_room(fe);
+		out->data = sock_room(kq, fe);
 		ready = ((revents & EPOLLOUT) && out->data >= lowat(kn)) || eof;
 		break;
 	case FT_PIPE: {

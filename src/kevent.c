@@ -272,7 +272,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 	}
 	/* The byte counts the deliveries below need, in one round trip (uring.c). */
 	if (room > 0)
-		kq__count_batch(kq, ev, nev);
+		kq__count_reports(ev, nev);
 	for (int i = 0; i < nev; i++) {
 		uint64_t d = ev[i].data.u64;
 		if ((d >> KQ_TAG_SHIFT) == KQ_TAG_FD)
@@ -280,7 +280,8 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			                        (uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
 			                        out + n, room - n);
 	}
-	kq__count_batch_end();
+	if (room > 0)
+		kq__count_reports(NULL, 0);
 	return n;
 }
 

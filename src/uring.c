@@ -80,8 +80,11 @@ struct kq_ring {
 	size_t maplen, sqelen;                 /* lock */
 };
 
-static atomic_bool ring_off;  /* io_uring cannot be set up in this process */
-static atomic_uint tcp_nosup; /* KQ_CNT_* the kernel has no command for on TCP */
+static atomic_bool ring_off; /* io_uring cannot be set up in this process */
+/* KQ_CNT_* the kernel has no command for, on TCP [0] and on other stream
+ * sockets [1] (AF_UNIX: asked once, not once per fd); datagram sockets mix
+ * kinds it serves (UDP) and does not (AF_UNIX), so they are known per fd. */
+static atomic_uint kind_nosup[2];
 static atomic_uint next_pick; /* spreads threads over the rings */
 static struct kq_ring rings[KQ_NRING] = {
         [0 ... KQ_NRING - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1},
@@ -98,7 +101,9 @@ struct cnt {
 	int inq, outq, sndbuf;
 };
 static _Thread_local struct {
-	int n, cur;
+	const struct epoll_event *ev; /* the reports dispatch() delivers, or NULL */
+	int nev;
+	int n, cur; /* n < 0: no batch made for them yet */
 	struct cnt e[CNT_MAX];
 } tb;
 
@@ -116,15 +121,18 @@ void kq__count_want(struct kq_fdent *fe, unsigned what)
 {
 	if (atomic_load_explicit(&ring_off, memory_order_relaxed))
 		return;
+	atomic_uint *kind = fe->fe_tcp                 ? &kind_nosup[0]
+	                    : fe->fe_type == FT_STREAM ? &kind_nosup[1]
+	                                               : NULL;
+	if (kind && (atomic_load_explicit(kind, memory_order_relaxed) & what))
+		return;
 	uint32_t gen = GEN24(fe->fe_gen & KQ_GEN_MASK);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed), nh;
 	do {
 		nh = H_GEN(h) == gen ? h : gen << 8; /* a new file on the number */
-		if (fe->fe_tcp && ((nh >> H_NOSUP) & what))
-			atomic_fetch_or_explicit(&tcp_nosup, what, memory_order_relaxed);
+		if (kind && ((nh >> H_NOSUP) & what))
+			atomic_fetch_or_explicit(kind, what, memory_order_relaxed);
 		if ((nh >> H_REFUSED) & what)
-			return;
-		if (fe->fe_tcp && (atomic_load_explicit(&tcp_nosup, memory_order_relaxed) & what))
 			return;
 		nh |= what;
 		if (nh == h)
@@ -298,26 +306,34 @@ static void submit(struct kq_ring *r, int n)
 	atomic_store_explicit((_Atomic unsigned *)r->cq_head, head, memory_order_release);
 }
 
-void kq__count_batch(struct kq *kq, const struct epoll_event *ev, int nev)
+void kq__count_reports(const struct epoll_event *ev, int nev)
 {
+	tb.ev = nev > 1 ? ev : NULL; /* one report: the ioctl costs what the ring does */
+	tb.nev = nev;
+	tb.n = -1;
+}
+
+/* The batch for this dispatch's reports: made when a filter first wants one. */
+static void batch(struct kq *kq)
+{
+	int n = 0, ncmd = 0;
+	tb.n = tb.cur = 0;
 	if (atomic_load_explicit(&ring_off, memory_order_relaxed))
 		return;
-	int n = 0, ncmd = 0;
-	for (int i = 0; i < nev && n < CNT_MAX; i++) {
-		uint64_t d = ev[i].data.u64;
+	for (int i = 0; i < tb.nev && n < CNT_MAX; i++) {
+		uint64_t d = tb.ev[i].data.u64;
 		if ((d >> KQ_TAG_SHIFT) != KQ_TAG_FD)
 			continue;
 		struct kq_fdent *fe = NULL;
 		int fd = (int)(uint32_t)d;
 		uint32_t gen = (uint32_t)(d >> 32) & KQ_GEN_MASK;
-		unsigned w = wanted(kq, fd, gen, ev[i].events, &fe);
+		unsigned w = wanted(kq, fd, gen, tb.ev[i].events, &fe);
 		if (!w)
 			continue;
 		tb.e[n] = (struct cnt){.fe = fe, .fd = fd, .gen = gen, .want = (uint8_t)w};
 		ncmd += (w & KQ_CNT_IN ? 1 : 0) + (w & KQ_CNT_OUT ? 2 : 0);
 		n++;
 	}
-	/* One command: the ioctl costs what the ring does (measured). */
 	if (ncmd < 2)
 		return;
 	struct kq_ring *r = ring_take();
@@ -326,17 +342,16 @@ void kq__count_batch(struct kq *kq, const struct epoll_event *ev, int nev)
 	submit(r, n);
 	pthread_mutex_unlock(&r->lock);
 	tb.n = n;
-	tb.cur = 0;
-}
-
-void kq__count_batch_end(void)
-{
-	tb.n = 0;
 }
 
 /* The batch's entry for fe: reports come in order, each fd once. */
-static struct cnt *lookup(const struct kq_fdent *fe)
+static struct cnt *lookup(struct kq *kq, const struct kq_fdent *fe, unsigned what)
 {
+	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed);
+	if (!(h & what & ~(h >> H_REFUSED)))
+		return NULL; /* not a fd the batch counts */
+	if (tb.n < 0)
+		batch(kq);
 	for (int i = tb.cur; i < tb.n; i++) {
 		if (tb.e[i].fe == fe) {
 			tb.cur = i;
@@ -346,18 +361,18 @@ static struct cnt *lookup(const struct kq_fdent *fe)
 	return NULL;
 }
 
-bool kq__count_take_in(const struct kq_fdent *fe, int *inq)
+bool kq__count_take_in(struct kq *kq, const struct kq_fdent *fe, int *inq)
 {
-	struct cnt *c = tb.n ? lookup(fe) : NULL;
+	struct cnt *c = tb.ev ? lookup(kq, fe, KQ_CNT_IN) : NULL;
 	if (!c || !(c->have & HAVE_IN))
 		return false;
 	*inq = c->inq;
 	return true;
 }
 
-bool kq__count_take_out(const struct kq_fdent *fe, int *outq, int *sndbuf)
+bool kq__count_take_out(struct kq *kq, const struct kq_fdent *fe, int *outq, int *sndbuf)
 {
-	struct cnt *c = tb.n ? lookup(fe) : NULL;
+	struct cnt *c = tb.ev ? lookup(kq, fe, KQ_CNT_OUT) : NULL;
 	if (!c || (c->have & (HAVE_OUTQ | HAVE_SNDBUF)) != (HAVE_OUTQ | HAVE_SNDBUF))
 		return false;
 	*outq = c->outq;
