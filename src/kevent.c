@@ -271,7 +271,8 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		}
 	}
 	/* The byte counts the deliveries below need, in one round trip (uring.c). */
-	if (room > 0)
+	bool counts = room > 0 && nev > 1;
+	if (counts)
 		kq__count_reports(ev, nev);
 	for (int i = 0; i < nev; i++) {
 		uint64_t d = ev[i].data.u64;
@@ -280,7 +281,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			                        (uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
 			                        out + n, room - n);
 	}
-	if (room > 0)
+	if (counts)
 		kq__count_reports(NULL, 0);
 	return n;
 }

@@ -61,12 +61,14 @@
 #define KQ_RING_SQ 512 /* a WRITE count is two commands, 256 reports a wait */
 #define CNT_MAX    256
 
-/* fe_count: generation (low 24 bits) << 8 | refused << 4 | unsupported << 2 | wanted */
+/* fe_count: generation (low 24 bits) << 8 | kind << 6 | refused << 4 |
+ * unsupported << 2 | wanted; kind: 0 TCP, 1 other stream, 2 datagram */
 #define H_GEN(h)  ((h) >> 8)
 #define GEN24(g)  ((g)&0xffffffu)
 #define H_WANT(h) ((h)&3u)
 #define H_NOSUP   2 /* shift: the kernel has no such command (EOPNOTSUPP) */
 #define H_REFUSED 4 /* shift: refused for this fd, for any reason */
+#define H_KIND(h) (((h) >> 6) & 3u)
 
 struct kq_ring {
 	pthread_mutex_t lock; /* trylock: busy means "count with the ioctl" */
@@ -97,7 +99,7 @@ struct cnt {
 	const struct kq_fdent *fe;
 	int fd;
 	uint32_t gen;
-	uint8_t want, have;
+	uint8_t want, have, kind;
 	int inq, outq, sndbuf;
 };
 static _Thread_local struct {
@@ -107,8 +109,10 @@ static _Thread_local struct {
 	struct cnt e[CNT_MAX];
 } tb;
 
-static void hint_refuse(struct kq_fdent *fe, uint32_t gen, unsigned what, int err)
+static void hint_refuse(struct kq_fdent *fe, uint32_t gen, unsigned kind, unsigned what, int err)
 {
+	if (err == -EOPNOTSUPP && kind < 2) /* TCP, or AF_UNIX streams: all alike */
+		atomic_fetch_or_explicit(&kind_nosup[kind], what, memory_order_relaxed);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed);
 	unsigned bits = (what << H_REFUSED) | (err == -EOPNOTSUPP ? what << H_NOSUP : 0);
 	while (H_GEN(h) == GEN24(gen) &&
@@ -121,17 +125,13 @@ void kq__count_want(struct kq_fdent *fe, unsigned what)
 {
 	if (atomic_load_explicit(&ring_off, memory_order_relaxed))
 		return;
-	atomic_uint *kind = fe->fe_tcp                 ? &kind_nosup[0]
-	                    : fe->fe_type == FT_STREAM ? &kind_nosup[1]
-	                                               : NULL;
-	if (kind && (atomic_load_explicit(kind, memory_order_relaxed) & what))
+	unsigned k = fe->fe_tcp ? 0 : fe->fe_type == FT_STREAM ? 1 : 2;
+	if (k < 2 && (atomic_load_explicit(&kind_nosup[k], memory_order_relaxed) & what))
 		return;
 	uint32_t gen = GEN24(fe->fe_gen & KQ_GEN_MASK);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed), nh;
 	do {
-		nh = H_GEN(h) == gen ? h : gen << 8; /* a new file on the number */
-		if (kind && ((nh >> H_NOSUP) & what))
-			atomic_fetch_or_explicit(kind, what, memory_order_relaxed);
+		nh = H_GEN(h) == gen ? h : gen << 8 | k << 6; /* a new file on the number */
 		if ((nh >> H_REFUSED) & what)
 			return;
 		nh |= what;
@@ -271,7 +271,8 @@ static void take_result(struct cnt *c, unsigned kind, int res)
 			c->outq = res;
 		c->have |= bit[kind];
 	} else if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOTSOCK || res == -ENOTTY) {
-		hint_refuse((struct kq_fdent *)c->fe, c->gen, kind ? KQ_CNT_OUT : KQ_CNT_IN, res);
+		hint_refuse((struct kq_fdent *)c->fe, c->gen, c->kind,
+		            kind ? KQ_CNT_OUT : KQ_CNT_IN, res);
 	}
 }
 
@@ -308,7 +309,7 @@ static void submit(struct kq_ring *r, int n)
 
 void kq__count_reports(const struct epoll_event *ev, int nev)
 {
-	tb.ev = nev > 1 ? ev : NULL; /* one report: the ioctl costs what the ring does */
+	tb.ev = ev; /* dispatch() passes 2 or more: for one the ioctl costs what the ring does */
 	tb.nev = nev;
 	tb.n = -1;
 }
@@ -330,7 +331,13 @@ static void batch(struct kq *kq)
 		unsigned w = wanted(kq, fd, gen, tb.ev[i].events, &fe);
 		if (!w)
 			continue;
-		tb.e[n] = (struct cnt){.fe = fe, .fd = fd, .gen = gen, .want = (uint8_t)w};
+		unsigned k = H_KIND(atomic_load_explicit(&fe->fe_count, memory_order_relaxed));
+		if (k < 2)
+			w &= ~atomic_load_explicit(&kind_nosup[k], memory_order_relaxed);
+		if (!w)
+			continue;
+		tb.e[n] = (struct cnt){
+		        .fe = fe, .fd = fd, .gen = gen, .want = (uint8_t)w, .kind = (uint8_t)k};
 		ncmd += (w & KQ_CNT_IN ? 1 : 0) + (w & KQ_CNT_OUT ? 2 : 0);
 		n++;
 	}
