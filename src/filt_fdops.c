@@ -142,6 +142,8 @@ static int fionread(int fd)
 static int sock_inq(struct kq *kq, struct kq_fdent *fe)
 {
 	int n;
+	if (kq__count_skip(fe, KQ_CNT_IN))
+		return fionread(fe->fe_fd);
 	if (kq__count_take_in(kq, fe, &n))
 		return n;
 	kq__count_want(fe, KQ_CNT_IN);
@@ -152,9 +154,10 @@ static int sock_inq(struct kq *kq, struct kq_fdent *fe)
 static int64_t sock_room(struct kq *kq, struct kq_fdent *fe)
 {
 	int sndbuf = 0, n = 0;
-	if (fe->fe_type == FT_LISTEN || !kq__count_take_out(kq, fe, &n, &sndbuf)) {
+	bool skip = fe->fe_type == FT_LISTEN || kq__count_skip(fe, KQ_CNT_OUT);
+	if (skip || !kq__count_take_out(kq, fe, &n, &sndbuf)) {
 		socklen_t len = sizeof(sndbuf);
-		if (fe->fe_type != FT_LISTEN)
+		if (!skip)
 			kq__count_want(fe, KQ_CNT_OUT);
 		getsockopt(fe->fe_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
 		if (ioctl(fe->fe_fd, SIOCOUTQ, &n) < 0)

@@ -86,8 +86,10 @@ static atomic_bool ring_off; /* io_uring cannot be set up in this process */
 /* KQ_CNT_* the kernel has no command for, on TCP [0] and on other stream
  * sockets [1] (AF_UNIX: asked once, not once per fd); datagram sockets mix
  * kinds it serves (UDP) and does not (AF_UNIX), so they are known per fd. */
-static atomic_uint kind_nosup[2];
-static atomic_uint next_pick; /* spreads threads over the rings */
+atomic_uint kq__count_off[2]; /* as kind_nosup, all set when the ring is off */
+#define kind_nosup kq__count_off
+static atomic_uint kind_ok[2]; /* KQ_CNT_* seen served, on TCP and other streams */
+static atomic_uint next_pick;  /* spreads threads over the rings */
 static struct kq_ring rings[KQ_NRING] = {
         [0 ... KQ_NRING - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1},
 };
@@ -108,6 +110,13 @@ static _Thread_local struct {
 	int n, cur; /* n < 0: no batch made for them yet */
 	struct cnt e[CNT_MAX];
 } tb;
+
+static void ring_disable(void)
+{
+	atomic_store(&ring_off, true);
+	atomic_fetch_or(&kq__count_off[0], KQ_CNT_IN | KQ_CNT_OUT);
+	atomic_fetch_or(&kq__count_off[1], KQ_CNT_IN | KQ_CNT_OUT);
+}
 
 static void hint_refuse(struct kq_fdent *fe, uint32_t gen, unsigned kind, unsigned what, int err)
 {
@@ -131,7 +140,7 @@ void kq__count_want(struct kq_fdent *fe, unsigned what)
 	uint32_t gen = GEN24(fe->fe_gen & KQ_GEN_MASK);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed), nh;
 	do {
-		nh = H_GEN(h) == gen ? h : gen << 8 | k << 6; /* a new file on the number */
+		nh = (H_GEN(h) == gen ? h : gen << 8) | k << 6; /* gen: a new file on the number */
 		if ((nh >> H_REFUSED) & what)
 			return;
 		nh |= what;
@@ -197,7 +206,7 @@ static int ring_setup(struct kq_ring *r)
 {
 #ifdef BATON_TEST_HOOKS
 	if (getenv("BATON_NO_URING")) { /* tests: the fallback, as without io_uring */
-		atomic_store(&ring_off, true);
+		ring_disable();
 		return -ENOSYS;
 	}
 #endif
@@ -212,7 +221,7 @@ static int ring_setup(struct kq_ring *r)
 	if (fd < 0) {
 		int err = -errno;
 		if (err == -ENOSYS || err == -EPERM || err == -EACCES || err == -EINVAL)
-			atomic_store(&ring_off, true); /* not here, and never will be */
+			ring_disable(); /* not here, and never will be */
 		return err;
 	}
 	int err = (p.features & IORING_FEAT_SINGLE_MMAP) ? ring_map(r, fd, &p) : -ENOSYS;
@@ -264,6 +273,9 @@ static void prep(struct kq_ring *r, unsigned slot, int fd, unsigned op, uint64_t
 static void take_result(struct cnt *c, unsigned kind, int res)
 {
 	static const uint8_t bit[3] = {HAVE_IN, HAVE_OUTQ, HAVE_SNDBUF};
+	if (res >= 0 && kind != 2 && c->kind < 2)
+		atomic_fetch_or_explicit(&kind_ok[c->kind], kind ? KQ_CNT_OUT : KQ_CNT_IN,
+		                         memory_order_relaxed);
 	if (res >= 0) {
 		if (kind == 0)
 			c->inq = res;
@@ -318,6 +330,7 @@ void kq__count_reports(const struct epoll_event *ev, int nev)
 static void batch(struct kq *kq)
 {
 	int n = 0, ncmd = 0;
+	bool probe = false; /* a kind not known to be served: worth one command */
 	tb.n = tb.cur = 0;
 	if (atomic_load_explicit(&ring_off, memory_order_relaxed))
 		return;
@@ -339,9 +352,11 @@ static void batch(struct kq *kq)
 		tb.e[n] = (struct cnt){
 		        .fe = fe, .fd = fd, .gen = gen, .want = (uint8_t)w, .kind = (uint8_t)k};
 		ncmd += (w & KQ_CNT_IN ? 1 : 0) + (w & KQ_CNT_OUT ? 2 : 0);
+		probe |= k == 2 || (w & ~atomic_load_explicit(&kind_ok[k], memory_order_relaxed));
 		n++;
 	}
-	if (ncmd < 2)
+	/* One command costs what the ioctl does: only to learn what is served. */
+	if (ncmd == 0 || (ncmd < 2 && !probe))
 		return;
 	struct kq_ring *r = ring_take();
 	if (!r)
@@ -355,7 +370,9 @@ static void batch(struct kq *kq)
 static struct cnt *lookup(struct kq *kq, const struct kq_fdent *fe, unsigned what)
 {
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed);
-	if (!(h & what & ~(h >> H_REFUSED)))
+	if (!(h & what & ~(h >> H_REFUSED)) ||
+	    (H_KIND(h) < 2 &&
+	     (atomic_load_explicit(&kind_nosup[H_KIND(h)], memory_order_relaxed) & what)))
 		return NULL; /* not a fd the batch counts */
 	if (tb.n < 0)
 		batch(kq);

@@ -12,17 +12,27 @@
 #ifndef BATON_URING_H
 #define BATON_URING_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
-struct kq;
-struct kq_fdent;
+#include "kq_private.h"
 
 /* Which counts a fd's filters ask for (kq__count_want). */
 enum { KQ_CNT_IN = 1, KQ_CNT_OUT = 2 };
 
 void kq__count_reports(const struct epoll_event *ev, int nev);
+
+/* KQ_CNT_* the kernel does not batch on TCP [0], on other stream sockets [1]. */
+extern atomic_uint kq__count_off[2];
+
+/* Known not to be batched: count with the ioctl, ask nothing (fe_lock held). */
+static inline bool kq__count_skip(const struct kq_fdent *fe, unsigned what)
+{
+	return fe->fe_type != FT_DGRAM &&
+	       (atomic_load_explicit(&kq__count_off[!fe->fe_tcp], memory_order_relaxed) & what);
+}
 /* The batched count of fe's fd, if this wait's batch holds it (fe_lock held). */
 bool kq__count_take_in(struct kq *kq, const struct kq_fdent *fe, int *inq);
 bool kq__count_take_out(struct kq *kq, const struct kq_fdent *fe, int *outq, int *sndbuf);
