@@ -11,6 +11,10 @@
  *   sock   N AF_UNIX socketpairs, one end watched     (2N fds)
  *   sock2  N/2 socketpairs, both ends watched          (N fds; the only way
  *          to reach N = 10 000 under a 20 000 fd limit)
+ *   tcp    N loopback TCP connections (TCP_NODELAY), one end watched (2N
+ *          fds): what servers watch, and the socket kind whose byte counts
+ *          the kernel serves in a batch (io_uring); AF_UNIX and pipes it
+ *          does not
  *
  * Each program defines b1_register() and b1_loop() (wait until
  * b1.count == b1.fired, calling b1_event(i) for every readable watched fd)
@@ -19,11 +23,14 @@
 #ifndef BENCH_B1_RING_H
 #define BENCH_B1_RING_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "common.h"
 
-enum b1_kind { B1_PIPE, B1_SOCK, B1_SOCK2 };
+enum b1_kind { B1_PIPE, B1_SOCK, B1_SOCK2, B1_TCP, B1_NKIND };
 
 static struct {
 	int n, a, reps, kind;
@@ -38,7 +45,7 @@ static struct {
 	int nodata;         /* -N: register with NOTE_NODATA */
 } b1;
 
-static const char *const b1_kind_name[] = { "pipe", "sock", "sock2" };
+static const char *const b1_kind_name[] = { "pipe", "sock", "sock2", "tcp" };
 
 /* One event: the whole per-event work of the protocol. */
 static inline void b1_event(int i)
@@ -65,9 +72,37 @@ static void b1_loop(void);
 static void b1_usage(void)
 {
 	fprintf(stderr, "usage: b1_* [-n watched_fds] [-a active] [-w writes] "
-		"[-r timed_runs] [-t pipe|sock|sock2]%s\n",
+		"[-r timed_runs] [-t pipe|sock|sock2|tcp]%s\n",
 		b1.nodata_ok ? " [-N (NOTE_NODATA)]" : "");
 	exit(2);
+}
+
+/* A connected loopback TCP pair: p[0] the accepted end, p[1] the client. */
+static int b1_tcp_pair(int p[2])
+{
+	static int lfd = -1;
+	static struct sockaddr_in addr;
+	socklen_t len = sizeof(addr);
+	int one = 1;
+
+	if (lfd < 0) {
+		addr.sin_family = AF_INET;
+		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) ||
+		    listen(lfd, 128) || getsockname(lfd, (struct sockaddr *)&addr, &len))
+			return -1;
+	}
+	p[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (p[1] < 0 || connect(p[1], (struct sockaddr *)&addr, sizeof(addr)))
+		return -1;
+	p[0] = accept(lfd, NULL, NULL);
+	if (p[0] < 0)
+		return -1;
+	/* 1-byte writes must not wait for the peer's delayed ACK (Nagle) */
+	setsockopt(p[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(p[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
 }
 
 static void b1_setup(void)
@@ -85,7 +120,9 @@ static void b1_setup(void)
 			b1.wfd[i] = b1.rfd[i - 1];
 			continue;
 		}
-		if (b1.kind == B1_PIPE ? pipe(p) : socketpair(AF_UNIX, SOCK_STREAM, 0, p))
+		if (b1.kind == B1_PIPE   ? pipe(p)
+		    : b1.kind == B1_TCP  ? b1_tcp_pair(p)
+		                         : socketpair(AF_UNIX, SOCK_STREAM, 0, p))
 			die("creating fd pair %d of %d", i, b1.n);
 		set_nonblock(p[0]);
 		set_nonblock(p[1]);
@@ -143,10 +180,10 @@ static int b1_main(int argc, char **argv, const char *impl)
 			b1.reps = (int)arg_long(argv[++i], "-r");
 		else if (!strcmp(argv[i], "-t")) {
 			i++;
-			for (b1.kind = 0; b1.kind < 3; b1.kind++)
+			for (b1.kind = 0; b1.kind < B1_NKIND; b1.kind++)
 				if (!strcmp(argv[i], b1_kind_name[b1.kind]))
 					break;
-			if (b1.kind == 3)
+			if (b1.kind == B1_NKIND)
 				b1_usage();
 		} else
 			b1_usage();

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kq_private.h"
+#include "uring.h"
 
 static int rw_validate(const struct kevent *kev)
 {
@@ -137,6 +138,34 @@ static int fionread(int fd)
 	return ioctl(fd, FIONREAD, &n) < 0 ? 0 : n;
 }
 
+/* A socket's bytes to read: from this wait's batch (uring.c), else asked. */
+static int sock_inq(struct kq *kq, struct kq_fdent *fe)
+{
+	int n;
+	if (!kq__count_skip(fe, KQ_CNT_IN)) {
+		if (kq__count_take_in(kq, fe, &n))
+			return n;
+		kq__count_want(fe, KQ_CNT_IN);
+	}
+	return ioctl(fe->fe_fd, FIONREAD, &n) < 0 ? -errno : n;
+}
+
+/* A socket's room to write: SO_SNDBUF less what its send queue holds. */
+static int64_t sock_room(struct kq *kq, struct kq_fdent *fe)
+{
+	int sndbuf = 0, n = 0;
+	bool skip = fe->fe_type == FT_LISTEN || kq__count_skip(fe, KQ_CNT_OUT);
+	if (skip || !kq__count_take_out(kq, fe, &n, &sndbuf)) {
+		socklen_t len = sizeof(sndbuf);
+		if (!skip)
+			kq__count_want(fe, KQ_CNT_OUT);
+		getsockopt(fe->fe_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+		if (ioctl(fe->fe_fd, SIOCOUTQ, &n) < 0)
+			n = 0;
+	}
+	return sndbuf > n ? sndbuf - n : 0;
+}
+
 /*
  * READ: bytes to read.  As FreeBSD's filt_soread, a stream socket is ready
  * at NOTE_LOWAT bytes or EOF; a datagram socket is ready with a datagram
@@ -144,7 +173,6 @@ static int fionread(int fd)
  */
 static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 {
-	(void)kq;
 	struct kq_fdent *fe = kn->kn_u.fd.fe;
 	uint32_t revents = kn->kn_u.fd.revents;
 	if (nodata(kn))
@@ -152,24 +180,31 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	bool eof = revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR), ready;
 	switch (fe->fe_type) {
 	case FT_STREAM: {
-		int n = 0;
+		int64_t n = sock_inq(kq, fe);
 		/* Only a listening socket has no count: learnt here (filt_fd.c) */
-		if (ioctl(fe->fe_fd, FIONREAD, &n) < 0 && errno == EINVAL && fe->fe_unsure) {
+		if (n == -EINVAL && fe->fe_unsure) {
 			fe->fe_type = FT_LISTEN;
 			out->data = listen_backlog(fe->fe_fd);
 			return revents & EPOLLIN;
 		}
-		out->data = n;
+		out->data = n < 0 ? 0 : n;
 		ready = out->data >= lowat(kn) || eof;
 		break;
 	}
 	case FT_PIPE:
+		/* A hung-up pipe the report found empty stays empty: no writer. */
+		out->data = (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) == EPOLLHUP
+		                    ? 0
+		                    : fionread(fe->fe_fd);
+		ready = out->data > 0 || eof;
+		break;
 	case FT_TTY: /* FreeBSD's pipes and ttys have no low-water mark */
 		out->data = fionread(fe->fe_fd);
 		ready = out->data > 0 || eof;
 		break;
 	case FT_DGRAM:
-		out->data = fionread(fe->fe_fd);
+		out->data = sock_inq(kq, fe);
+		out->data = out->data < 0 ? 0 : out->data;
 		ready = (revents & EPOLLIN) || eof;
 		break;
 	case FT_LISTEN:
@@ -196,7 +231,6 @@ static bool read_event(struct kq *kq, struct knote *kn, struct kevent *out)
  */
 static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
 {
-	(void)kq;
 	struct kq_fdent *fe = kn->kn_u.fd.fe;
 	uint32_t revents = kn->kn_u.fd.revents;
 	if (nodata(kn))
@@ -206,16 +240,10 @@ static bool write_event(struct kq *kq, struct knote *kn, struct kevent *out)
 	switch (fe->fe_type) {
 	case FT_STREAM:
 	case FT_DGRAM:
-	case FT_LISTEN: {
-		int sndbuf = 0;
-		socklen_t len = sizeof(sndbuf);
-		getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
-		if (ioctl(fd, SIOCOUTQ, &n) < 0)
-			n = 0;
-		out->data = sndbuf > n ? sndbuf - n : 0;
+	case FT_LISTEN:
+		out->data = sock_room(kq, fe);
 		ready = ((revents & EPOLLOUT) && out->data >= lowat(kn)) || eof;
 		break;
-	}
 	case FT_PIPE: {
 		int size = kq__sys_fcntl(fd, F_GETPIPE_SZ, 0);
 		n = fionread(fd);

@@ -18,6 +18,7 @@
 
 #include "knote_change.h"
 #include "kq_private.h"
+#include "uring.h"
 
 #define KQ_KNOWN_FLAGS                                                                  \
 	(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT | EV_KEEPUDATA | \
@@ -289,6 +290,10 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		}
 	}
+	/* The byte counts the deliveries below need, in one round trip (uring.c). */
+	bool counts = room > 0 && nev > 1;
+	if (counts)
+		kq__count_reports(ev, nev);
 	for (int i = 0; i < nev; i++) {
 		uint64_t d = ev[i].data.u64;
 		if ((d >> KQ_TAG_SHIFT) == KQ_TAG_FD)
@@ -296,6 +301,8 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			                        (uint32_t)(d >> 32) & KQ_GEN_MASK, ev[i].events,
 			                        out + n, room - n);
 	}
+	if (counts)
+		kq__count_reports(NULL, 0);
 	return n;
 }
 

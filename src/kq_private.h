@@ -296,6 +296,7 @@ struct kq_fdent {
 	bool fe_unsure;   /* fe_lock; a socket whose listening and fe_tcp are not looked up */
 	bool fe_draining;       /* fe_lock; on kq_drains, waiting for its send queue to drain */
 	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
+	atomic_uint fe_count;   /* any thread, CAS: which counts to batch for it (uring.c) */
 	struct knote fe_kn[FE_NKN];
 };
 

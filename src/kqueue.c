@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "kq_private.h"
+#include "uring.h"
 
 #ifdef BATON_TEST_HOOKS
 int kq__break_mask;
@@ -619,6 +620,11 @@ void kq__private_evict(int fd)
 	KQ_LEAVE();
 	if (n < 0)
 		return;
+	if (!kq) { /* an io_uring ring's (uring.c), no kqueue's */
+		kq__ring_evict(fd, n);
+		atomic_compare_exchange_strong(kt_slot(fd, false), &v, 0);
+		return;
+	}
 	struct {
 		int *fd;
 		uint32_t events;
@@ -733,6 +739,7 @@ static void kq_child_atfork(void)
 	struct kq *kq, *next;
 	kq_in_fork_child = true;
 	kq__sig_fork_begin();
+	kq__ring_fork(); /* io_uring rings: the parent's */
 	/*
 	 * Orphans (dead, or recycled already) hold a reference that a later
 	 * kq__put() would drop from whatever the struct is by then: the dead

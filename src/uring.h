@@ -1,0 +1,46 @@
+/*
+ * Byte counts for READ and WRITE in one kernel round trip (uring.c).
+ *
+ * dispatch() shows the epoll reports of one wait to kq__count_reports()
+ * before it delivers them (and NULL after).  The first filter that wants a
+ * count the kernel can batch (kq__count_take_*) has the counts all those
+ * reports will need (SIOCINQ, SIOCOUTQ, SO_SNDBUF, for the fds io_uring
+ * serves them for) made in one io_uring_enter, and the filters take them
+ * from there instead of asking one system call at a time.  Anything not in
+ * the batch is counted as before (the ioctl).
+ */
+#ifndef BATON_URING_H
+#define BATON_URING_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#include "kq_private.h"
+
+/* Which counts a fd's filters ask for (kq__count_want). */
+enum { KQ_CNT_IN = 1, KQ_CNT_OUT = 2 };
+
+void kq__count_reports(const struct epoll_event *ev, int nev);
+
+/* KQ_CNT_* the kernel does not batch on TCP [0], on other stream sockets [1]. */
+extern atomic_uint kq__count_off[2];
+
+/* Known not to be batched: count with the ioctl, ask nothing (fe_lock held). */
+static inline bool kq__count_skip(const struct kq_fdent *fe, unsigned what)
+{
+	/* an fe_unsure socket may be TCP or not: only its own refusal counts */
+	return fe->fe_type != FT_DGRAM && !fe->fe_unsure &&
+	       (atomic_load_explicit(&kq__count_off[!fe->fe_tcp], memory_order_relaxed) & what);
+}
+/* The batched count of fe's fd, if this wait's batch holds it (fe_lock held). */
+bool kq__count_take_in(struct kq *kq, const struct kq_fdent *fe, int *inq);
+bool kq__count_take_out(struct kq *kq, const struct kq_fdent *fe, int *outq, int *sndbuf);
+/* A filter counted fe the slow way: batch that count from the next report on. */
+void kq__count_want(struct kq_fdent *fe, unsigned what);
+
+void kq__ring_fork(void);               /* fork child: forget the parent's rings */
+bool kq__ring_evict(int fd, int moved); /* dup2() onto a ring's number: it moved */
+
+#endif
