@@ -397,6 +397,13 @@ static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filt
 void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read, bool want_write)
 {
 	struct kevent ch;
+	if (http_out_detach(&c->out) < 0) {
+		/* Out of memory for the blocked response: it cannot be kept, so
+		 * the connection ends (the shut-down socket fires at once). */
+		http_out_reset(&c->out);
+		shutdown(c->fd, SHUT_RDWR);
+		c->close_after = true;
+	}
 	/* The timer is moved only when the deadline comes earlier than it is
 	 * armed for (a head starts, lingering starts): activity that pushes the
 	 * deadline later costs nothing, the timer fires early and is re-armed. */

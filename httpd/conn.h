@@ -38,14 +38,15 @@ struct http_seg {
 };
 
 struct http_out {
-	char *buf; /* head (and small bodies): small or malloc'd */
+	char *buf; /* NULL, the thread's buffer (within a turn) or malloc'd */
 	size_t len, cap;
 	struct http_seg *seg;         /* seg_small, or HTTP_MAX_SEGS malloc'd (multipart) */
 	struct http_seg seg_small[3]; /* a head, a file (or body), a tail: the usual case */
 	int nseg, cur;
 	int file; /* -1: none */
-	char small[768];
 };
+
+#define HTTP_OUT_THREAD_BUF 4096
 
 struct http_proxy_conn; /* proxy.c */
 
@@ -112,6 +113,8 @@ void http_conn_registry_init(int maxfd);
 
 /* response building (out.c) */
 void http_out_reset(struct http_out *o);
+/* Before the turn ends: a response still to send leaves the thread's buffer. */
+int http_out_detach(struct http_out *o);
 int http_out_printf(struct http_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int http_out_append(struct http_out *o, const char *p, size_t n);
 int http_out_strs(struct http_out *o, const char *const *strs, int n); /* n <= 16 */

@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define NEVENTS 8
+#define NEVENTS 64
 /* Clients taken per listener turn: the listen backlog (4096).  The turn comes
  * once per round of the ready queue, which at 10 000 busy connections lasts
  * about a second: 64 a turn left clients waiting in the backlog for seconds
