@@ -9,12 +9,17 @@
  * only while a request body is wanted and fits, its WRITE only while bytes
  * for it wait.
  *
- * Upstream connections are kept alive in a pool per route (the only lock
- * here: a mutex per pool, held for a push or a pop).  A pooled socket has no
- * knotes; taking it adds them to the taker's group.  A pooled socket the
- * upstream closed meanwhile is seen by a MSG_PEEK, or, if it closes just as
- * the request goes out, by an EOF before any response byte: an idempotent
- * request without a body is then sent once more on a new connection.
+ * After a response the upstream connection stays with the client
+ * connection, its knotes still in the group (up to KEPT_MAX of them in the
+ * process): the client's next request to the same route goes out on it with
+ * no knote change, no lock and no extra system call, as a keep-alive client
+ * sends its requests one after another.  Otherwise upstream connections are
+ * kept alive in a pool per route (the only lock here: a mutex per pool,
+ * held for a push or a pop).  A pooled socket has no knotes; taking it adds
+ * them to the taker's group.  A pooled socket the upstream closed meanwhile
+ * is seen by a MSG_PEEK (a kept one only when a body goes out), or, if it
+ * closes just as the request goes out, by an EOF before any response byte:
+ * a request without a body is then sent once more on a new connection.
  *
  * Failures: no connection or a broken response head before anything reached
  * the client -> 502; no upstream progress for --upstream-timeout -> 504; once
@@ -36,7 +41,10 @@
 
 #define PX_BUF      16384
 #define POOL_MAX    256
-#define PUMP_ROUNDS 64 /* a turn moves at most this many buffers: fairness */
+#define PUMP_ROUNDS 64   /* a turn moves at most this many buffers: fairness */
+#define KEPT_MAX    1024 /* upstream connections kept by idle client connections */
+
+static atomic_int kept_upstreams; /* client connections with px->kept */
 
 struct pool {
 	pthread_mutex_t lock;
@@ -53,7 +61,8 @@ struct http_proxy_conn {
 	int err;          /* errno of the last upstream failure, 0: EOF */
 	bool sent_client; /* response bytes went to the client: too late for 502/504 */
 	const struct http_proxy_route *rt;
-	bool reused;      /* ufd came from the pool */
+	bool reused;      /* ufd came from the pool or was kept */
+	bool kept;        /* ufd is idle, its knotes in the group, for the next request */
 	bool retried;     /* already sent once more after a stale pooled socket */
 	bool head_done;   /* the response head went to the client buffer */
 	bool resp_done;   /* the upstream sent the whole response */
@@ -152,6 +161,10 @@ static void upstream_done(struct http_conn *c, bool pool)
 	struct kevent del[2];
 	if (px->ufd < 0)
 		return;
+	if (px->kept) {
+		px->kept = false;
+		atomic_fetch_sub(&kept_upstreams, 1);
+	}
 	struct kevent res[2];
 	http_member(&del[0], c, (uintptr_t)px->ufd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0);
 	http_member(&del[1], c, (uintptr_t)px->ufd, EVFILT_WRITE, EV_DELETE | EV_RECEIPT, 0, 0);
@@ -242,12 +255,20 @@ static int build_request(struct http_conn *c, const struct http_request *req)
 int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
                      const struct http_proxy_route *rt, size_t head_len)
 {
-	(void)w;
-	if (!c->px && !(c->px = malloc(sizeof(*c->px))))
-		return 503;
+	if (!c->px) {
+		if (!(c->px = malloc(sizeof(*c->px))))
+			return 503;
+		c->px->ufd = -1;
+		c->px->kept = false;
+	}
 	struct http_proxy_conn *px = c->px;
+	if (px->kept && px->rt != rt)
+		upstream_done(c, true); /* another route's: to its pool */
+	bool kept = px->kept;
+	int ufd = px->ufd;
 	memset(px, 0, offsetof(struct http_proxy_conn, up));
-	px->ufd = -1;
+	px->ufd = ufd;
+	px->kept = kept;
 	px->rt = rt;
 	px->head_req = req->method == HTTP_HEAD;
 	px->client_keep = req->keep_alive && !c->draining;
@@ -262,6 +283,19 @@ int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_req
 		return -err;
 	memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
 	c->rlen -= head_len;
+	if (px->kept) {
+		px->kept = false;
+		atomic_fetch_sub(&kept_upstreams, 1);
+		char b;
+		ssize_t n = px->req_left ? recv(px->ufd, &b, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+		if (!px->req_left || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+			px->reused = true; /* a stale one is retried as a pooled one */
+			px->last_up_ms = http_now_ms();
+			c->proxying = true;
+			return 0;
+		}
+		upstream_done(c, false); /* closed by the upstream: a new one */
+	}
 	if ((err = upstream_open(w, c)) < 0) {
 		http_error_log("upstream %s: %s", rt->hostport, strerror(-err));
 		return 502;
@@ -527,7 +561,15 @@ static int fail(struct http_worker *w, struct http_conn *c, int status)
 static int finish(struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	upstream_done(c, px->reusable && !px->req_left);
+	bool reusable = px->reusable && !px->req_left;
+	if (reusable && px->client_keep && !px->resp_close &&
+	    atomic_fetch_add(&kept_upstreams, 1) < KEPT_MAX) {
+		px->kept = true; /* stays for the client's next request */
+	} else {
+		if (reusable && px->client_keep && !px->resp_close)
+			atomic_fetch_sub(&kept_upstreams, 1);
+		upstream_done(c, reusable);
+	}
 	c->proxying = false;
 	log_done(c, px->status);
 	if (!px->client_keep || px->resp_close)
@@ -595,8 +637,8 @@ int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 void http_proxy_free(struct http_worker *w, struct http_conn *c)
 {
 	(void)w;
-	if (c->px->ufd >= 0)
-		upstream_done(c, false);
+	if (c->px->ufd >= 0) /* a kept one is idle and whole: it can serve others */
+		upstream_done(c, c->px->kept);
 	free(c->px);
 	c->px = NULL;
 }
