@@ -102,6 +102,8 @@ void http_conn_published(struct http_worker *w);                 /* ch[] was app
 void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short filter,
                  unsigned short flags, int64_t data, unsigned fflags);
 int64_t http_now_ms(void);
+/* How much earlier than its deadline a connection's timer acts (queue lag). */
+int64_t http_timer_slack_ms(void);
 const char *http_date_now(struct http_worker *w);
 
 /* conn.c */

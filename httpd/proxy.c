@@ -625,7 +625,7 @@ int64_t http_proxy_deadline(const struct http_conn *c)
 int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	int64_t now = http_now_ms();
+	int64_t now = http_now_ms() + http_timer_slack_ms(); /* see conn.c */
 	if (px->down_off < px->down_len)
 		return now - c->last_active_ms >= http_cfg.idle_timeout_ms ? -1 : 0;
 	if (now - px->last_up_ms < http_cfg.upstream_timeout_ms)
