@@ -362,7 +362,10 @@ static int idle(struct http_conn *c)
  */
 static int drive(struct http_worker *w, struct http_conn *c)
 {
-	bool may_read = true;
+	/* Only a turn the client's READ began (or the accept) reads at once:
+	 * after a timer, a written response or an upstream's event a recv()
+	 * would mostly say EAGAIN, and the level READ fires if bytes wait. */
+	bool may_read = c->readable;
 	for (;;) {
 		if (c->proxying) {
 			int r = http_proxy_event(w, c);
@@ -481,6 +484,7 @@ static void release(struct http_worker *w, struct http_conn *c, int r)
 
 void http_conn_start(struct http_worker *w, struct http_conn *c)
 {
+	c->readable = true; /* the request has often arrived with the accept */
 	if (atomic_load(&http_stopping))
 		c->draining = true;
 	if (c->over_limit) {
@@ -513,8 +517,10 @@ static bool timed_out(struct http_worker *w, struct http_conn *c)
 	return now - c->last_active_ms >= http_cfg.idle_timeout_ms;
 }
 
-void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced)
+void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced,
+                     bool readable)
 {
+	c->readable = readable;
 	if (forced)
 		c->timer_on = false; /* a forced oneshot is gone once returned */
 	else if (timer && c->timer_at_ms) {

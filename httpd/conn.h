@@ -69,6 +69,7 @@ struct http_conn {
 	bool linger;      /* input may be left unread: shut down and drain before close */
 	bool lingering;   /* doing that since linger_start_ms */
 	bool over_limit;  /* accepted over --max-conns: gets a 503 */
+	bool readable;    /* this turn: the client's READ fired (or it was just accepted) */
 	int64_t linger_start_ms;
 	int64_t timer_at_ms; /* when the timer fires next (0: it just fired) */
 	struct http_out out;
@@ -109,7 +110,8 @@ const char *http_date_now(struct http_worker *w);
 /* conn.c */
 struct http_conn *http_conn_new(int fd, const struct sockaddr *sa);
 void http_conn_start(struct http_worker *w, struct http_conn *c); /* after accept */
-void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced);
+void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced,
+                     bool readable);
 void http_conn_force_all(void); /* graceful stop: hand each connection its timer */
 void http_conn_registry_init(int maxfd);
 

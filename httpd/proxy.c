@@ -275,9 +275,11 @@ int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_req
 	px->minor = req->minor;
 	px->req_chunked = req->chunked;
 	px->req_left = req->chunked ? 1 : req->content_length > 0 ? req->content_length : 0;
-	snprintf(px->method, sizeof(px->method), "%.*s", (int)req->method_name.n,
-	         req->method_name.p);
-	snprintf(px->target, sizeof(px->target), "%.*s", (int)req->target.n, req->target.p);
+	if (http_access_log_on()) { /* kept for log_done(): the head goes away */
+		snprintf(px->method, sizeof(px->method), "%.*s", (int)req->method_name.n,
+		         req->method_name.p);
+		snprintf(px->target, sizeof(px->target), "%.*s", (int)req->target.n, req->target.p);
+	}
 	int err = build_request(c, req);
 	if (err < 0)
 		return -err;
@@ -424,8 +426,9 @@ static int take_head(struct http_worker *w, struct http_conn *c, size_t head_len
 	return 0;
 }
 
-/* Bytes from the upstream into down[]: 1 moved, 0 nothing now, -1 it failed
- * or closed early (px->broken: a broken response). */
+/* Bytes from the upstream into down[]: 1 moved, 0 no room (or done), 2
+ * nothing there (EAGAIN), -1 it failed or closed early (px->broken: a broken
+ * response). */
 static int from_upstream(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
@@ -436,7 +439,7 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 		return 0;
 	ssize_t n = recv(px->ufd, px->down + px->down_len, room, 0);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : (px->err = errno, -1);
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 2 : (px->err = errno, -1);
 	px->last_up_ms = http_now_ms();
 	if (n == 0) { /* EOF: the end of a close-delimited body, else too early */
 		px->reusable = false;
@@ -582,10 +585,11 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 	struct http_proxy_conn *px = c->px;
 	int round = 0;
 	for (; round < PUMP_ROUNDS; round++) {
-		int moved = 0, r;
-		if ((r = from_client(c)) < 0)
+		int moved = 0, client_in, r;
+		bool up_dry;
+		if ((client_in = from_client(c)) < 0)
 			return -1;
-		moved |= r;
+		moved |= client_in;
 		take_body(c);
 		if (px->req_left < 0)
 			return -1;
@@ -596,16 +600,24 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 				return r;
 			continue;
 		}
-		moved |= r | (to_upstream(c) > 0);
+		up_dry = r == 2;
+		moved |= (r == 1) | (to_upstream(c) > 0);
 		if ((r = to_client(c)) < 0)
 			return -1;
 		moved |= r;
 		if (px->resp_done && px->down_off == px->down_len && !px->req_left)
 			return finish(c);
-		if (!moved)
+		/* Nothing came in from either side: another round would only
+		 * hear EAGAIN again (the knotes say when there is more). */
+		if (!moved || (up_dry && !client_in))
 			break;
 	}
 	bool want_read = px->req_left > 0 && c->rlen < c->rcap;
+	/* The client's READ is turned off only once it fires unwanted (a
+	 * pipelined request, an EOF): a keep-alive client sends nothing while
+	 * its response comes, and each toggle is a change in Baton's epoll. */
+	if (!want_read && c->read_on && !c->readable)
+		want_read = true;
 	/* Out of rounds while bytes still move: the upstream's EV_CLEAR knotes
 	 * will not fire again for bytes already there, so ask for another turn
 	 * through the client's level WRITE (writable, it fires at once). */
