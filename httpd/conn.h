@@ -53,8 +53,10 @@ struct http_proxy_conn; /* proxy.c */
 struct http_conn {
 	enum http_kind kind;
 	int fd;
-	uint64_t id;                           /* the timer's ident and the serial group's id */
-	char peer[48];                         /* client address, for the access log */
+	uint64_t id;   /* the timer's ident and the serial group's id */
+	char peer[48]; /* client address as text, made at first use: http_conn_peer() */
+	unsigned char peer_addr[16];
+	bool peer_v6;
 	char *rbuf;                            /* received bytes; grows up to max_header_bytes */
 	size_t rcap, rlen;                     /* rbuf[0, rlen) unread by the parser */
 	size_t scanned;                        /* parser: how far the head's end was searched */
@@ -110,6 +112,7 @@ const char *http_date_now(struct http_worker *w);
 /* conn.c */
 struct http_conn *http_conn_new(int fd, const struct sockaddr *sa);
 void http_conn_start(struct http_worker *w, struct http_conn *c); /* after accept */
+const char *http_conn_peer(struct http_conn *c);                  /* for the log, X-Forwarded-For */
 void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced,
                      bool readable);
 void http_conn_force_all(void); /* graceful stop: hand each connection its timer */

@@ -245,7 +245,7 @@ static int build_request(struct http_conn *c, const struct http_request *req)
 	if (n < room)
 		n += (size_t)snprintf(px->up + n, room - n,
 		                      "X-Forwarded-For: %s\r\nConnection: keep-alive\r\n\r\n",
-		                      c->peer);
+		                      http_conn_peer(c));
 	if (n >= room)
 		return -431;
 	px->up_len = px->head_len = n;
@@ -523,8 +523,10 @@ static void log_done(struct http_conn *c, int status)
 	struct http_proxy_conn *px = c->px;
 	if (!http_access_log_on())
 		return;
-	struct http_access a = {
-	        .peer = c->peer, .status = status, .bytes = px->bytes, .minor = px->minor};
+	struct http_access a = {.peer = http_conn_peer(c),
+	                        .status = status,
+	                        .bytes = px->bytes,
+	                        .minor = px->minor};
 	a.method = (struct http_slice){px->method, strlen(px->method)};
 	a.target = (struct http_slice){px->target, strlen(px->target)};
 	http_access_log(&a);
