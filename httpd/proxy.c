@@ -63,6 +63,7 @@ struct http_proxy_conn {
 	const struct http_proxy_route *rt;
 	bool reused;      /* ufd came from the pool or was kept */
 	bool kept;        /* ufd is idle, its knotes in the group, for the next request */
+	bool up_write_on; /* ufd's WRITE is enabled: connecting, or bytes for it wait */
 	bool retried;     /* already sent once more after a stale pooled socket */
 	bool head_done;   /* the response head went to the client buffer */
 	bool resp_done;   /* the upstream sent the whole response */
@@ -201,6 +202,7 @@ static int upstream_open(struct http_worker *w, struct http_conn *c)
 		}
 	}
 	px->ufd = fd;
+	px->up_write_on = true; /* until connected and the request is out */
 	px->last_up_ms = http_now_ms();
 	http_member(&ch, c, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0);
 	http_push(w, &ch);
@@ -624,6 +626,16 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 	 * will not fire again for bytes already there, so ask for another turn
 	 * through the client's level WRITE (writable, it fires at once). */
 	bool again = round == PUMP_ROUNDS;
+	/* The upstream's WRITE (EV_CLEAR) fires each time acknowledgements make
+	 * room, a turn for nothing per request: on only while bytes wait. */
+	bool up_write = px->up_off < px->up_len && px->ufd >= 0;
+	if (up_write != px->up_write_on && px->ufd >= 0) {
+		struct kevent ch;
+		http_member(&ch, c, (uintptr_t)px->ufd, EVFILT_WRITE,
+		            EV_ADD | EV_CLEAR | (up_write ? 0 : EV_DISABLE), 0, 0);
+		http_push(w, &ch); /* before the release that http_conn_knotes() queues */
+		px->up_write_on = up_write;
+	}
 	http_conn_knotes(w, c, want_read, again || px->down_off < px->down_len);
 	return 1;
 }
