@@ -6,7 +6,8 @@
  * the connection's id), all EV_SERIAL with group id = that id.  Exactly one
  * of READ and WRITE is enabled: READ while the connection waits for a
  * request, WRITE while a response is blocked (so unread pipelined requests
- * cannot make READ fire in a loop).  The enabled one's EV_ENABLE is the
+ * cannot make READ fire in a loop).  (While proxying, READ stays on until
+ * it fires unwanted: see http_proxy_event().)  The enabled one's EV_ENABLE is the
  * release, the last change for this connection before the next wait.
  *
  * Level READ lets a turn read once and stop: if more is queued, READ fires
