@@ -38,22 +38,25 @@ struct http_seg {
 };
 
 struct http_out {
-	char *buf; /* head (and small bodies): small or malloc'd */
+	char *buf; /* NULL, the thread's buffer (within a turn) or malloc'd */
 	size_t len, cap;
 	struct http_seg *seg;         /* seg_small, or HTTP_MAX_SEGS malloc'd (multipart) */
 	struct http_seg seg_small[3]; /* a head, a file (or body), a tail: the usual case */
 	int nseg, cur;
 	int file; /* -1: none */
-	char small[768];
 };
+
+#define HTTP_OUT_THREAD_BUF 4096
 
 struct http_proxy_conn; /* proxy.c */
 
 struct http_conn {
 	enum http_kind kind;
 	int fd;
-	uint64_t id;                           /* the timer's ident and the serial group's id */
-	char peer[48];                         /* client address, for the access log */
+	uint64_t id;   /* the timer's ident and the serial group's id */
+	char peer[48]; /* client address as text, made at first use: http_conn_peer() */
+	unsigned char peer_addr[16];
+	bool peer_v6;
 	char *rbuf;                            /* received bytes; grows up to max_header_bytes */
 	size_t rcap, rlen;                     /* rbuf[0, rlen) unread by the parser */
 	size_t scanned;                        /* parser: how far the head's end was searched */
@@ -68,6 +71,7 @@ struct http_conn {
 	bool linger;      /* input may be left unread: shut down and drain before close */
 	bool lingering;   /* doing that since linger_start_ms */
 	bool over_limit;  /* accepted over --max-conns: gets a 503 */
+	bool readable;    /* this turn: the client's READ fired (or it was just accepted) */
 	int64_t linger_start_ms;
 	int64_t timer_at_ms; /* when the timer fires next (0: it just fired) */
 	struct http_out out;
@@ -102,17 +106,23 @@ void http_conn_published(struct http_worker *w);                 /* ch[] was app
 void http_member(struct kevent *kev, struct http_conn *c, uintptr_t ident, short filter,
                  unsigned short flags, int64_t data, unsigned fflags);
 int64_t http_now_ms(void);
+/* How much earlier than its deadline a connection's timer acts (queue lag). */
+int64_t http_timer_slack_ms(void);
 const char *http_date_now(struct http_worker *w);
 
 /* conn.c */
 struct http_conn *http_conn_new(int fd, const struct sockaddr *sa);
 void http_conn_start(struct http_worker *w, struct http_conn *c); /* after accept */
-void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced);
+const char *http_conn_peer(struct http_conn *c);                  /* for the log, X-Forwarded-For */
+void http_conn_event(struct http_worker *w, struct http_conn *c, bool timer, bool forced,
+                     bool readable);
 void http_conn_force_all(void); /* graceful stop: hand each connection its timer */
 void http_conn_registry_init(int maxfd);
 
 /* response building (out.c) */
 void http_out_reset(struct http_out *o);
+/* Before the turn ends: a response still to send leaves the thread's buffer. */
+int http_out_detach(struct http_out *o);
 int http_out_printf(struct http_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int http_out_append(struct http_out *o, const char *p, size_t n);
 int http_out_strs(struct http_out *o, const char *const *strs, int n); /* n <= 16 */

@@ -2,7 +2,6 @@
 #include "http.h"
 
 #include <string.h>
-#include <strings.h>
 
 static const struct {
 	const char *ext, *type;
@@ -47,9 +46,14 @@ const char *http_mime_type(const char *path, size_t len)
 	while (i > 0 && path[i - 1] != '.' && path[i - 1] != '/')
 		i--;
 	if (i > 0 && path[i - 1] == '.' && len - i < 8) {
+		char ext[8]; /* lower case, NUL-terminated: one strcmp per entry */
+		size_t n = len - i;
+		for (size_t k = 0; k < n; k++) /* ASCII only: not the locale's idea */
+			ext[k] = (char)(path[i + k] >= 'A' && path[i + k] <= 'Z' ? path[i + k] + 32
+			                                                         : path[i + k]);
+		ext[n] = '\0';
 		for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
-			if (strlen(types[k].ext) == len - i &&
-			    !strncasecmp(types[k].ext, path + i, len - i))
+			if (types[k].ext[0] == ext[0] && !strcmp(types[k].ext, ext))
 				return types[k].type;
 	}
 	return "application/octet-stream";

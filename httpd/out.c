@@ -1,9 +1,10 @@
 /*
  * Building a response: a head in out.buf and a list of segments (bytes of
  * out.buf or ranges of the open file) that conn.c writes with sendmsg() and
- * sendfile().  out.buf starts as a small array inside the connection, so a
- * usual response costs no allocation; it moves to the heap only for long
- * heads, error pages, listings and multipart ranges.
+ * sendfile().  out.buf starts as the running thread's scratch buffer, so a
+ * usual response costs no allocation and an idle connection carries no
+ * buffer; it moves to the heap for long heads and listings, or when the
+ * response blocks and must outlive the turn (http_out_detach).
  */
 #include "conn.h"
 
@@ -14,14 +15,19 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Each worker thread's buffer for the response being built: a connection
+ * is handled by one thread per turn, and its response either goes out in
+ * that turn or is moved to the heap before the turn ends. */
+static _Thread_local char thread_buf[HTTP_OUT_THREAD_BUF];
+
 void http_out_reset(struct http_out *o)
 {
-	if (o->buf != o->small)
-		free(o->buf);
+	if (o->buf != thread_buf)
+		free(o->buf); /* NULL when idle */
 	if (o->file >= 0)
 		close(o->file);
-	o->buf = o->small;
-	o->cap = sizeof(o->small);
+	o->buf = NULL;
+	o->cap = 0;
 	o->len = 0;
 	if (o->seg != o->seg_small)
 		free(o->seg); /* NULL in a new connection */
@@ -30,18 +36,42 @@ void http_out_reset(struct http_out *o)
 	o->file = -1;
 }
 
+int http_out_detach(struct http_out *o)
+{
+	if (o->buf != thread_buf)
+		return 0;
+	if (o->cur >= o->nseg) { /* nothing left to send from it */
+		o->buf = NULL;
+		o->cap = o->len = 0;
+		return 0;
+	}
+	char *p = malloc(o->len ? o->len : 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, o->buf, o->len);
+	o->buf = p;
+	o->cap = o->len ? o->len : 1;
+	return 0;
+}
+
 static int grow(struct http_out *o, size_t need)
 {
-	size_t cap = o->cap;
+	if (!o->buf && need <= sizeof(thread_buf)) {
+		o->buf = thread_buf;
+		o->cap = sizeof(thread_buf);
+		return 0;
+	}
+	size_t cap = o->cap ? o->cap : sizeof(thread_buf);
 	while (cap < o->len + need)
 		cap *= 2;
-	if (cap == o->cap)
+	if (o->buf && cap == o->cap)
 		return 0;
 	char *p = malloc(cap);
 	if (!p)
 		return -ENOMEM;
-	memcpy(p, o->buf, o->len);
-	if (o->buf != o->small)
+	if (o->len)
+		memcpy(p, o->buf, o->len);
+	if (o->buf != thread_buf)
 		free(o->buf);
 	o->buf = p;
 	o->cap = cap;
@@ -97,6 +127,11 @@ const char *http_dec(char *buf, int64_t v)
 int http_out_printf(struct http_out *o, const char *fmt, ...)
 {
 	va_list ap;
+	if (!o->buf) {
+		int err = grow(o, 0); /* vsnprintf gets a real buffer */
+		if (err)
+			return err;
+	}
 	for (;;) {
 		va_start(ap, fmt);
 		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);

@@ -9,12 +9,17 @@
  * only while a request body is wanted and fits, its WRITE only while bytes
  * for it wait.
  *
- * Upstream connections are kept alive in a pool per route (the only lock
- * here: a mutex per pool, held for a push or a pop).  A pooled socket has no
- * knotes; taking it adds them to the taker's group.  A pooled socket the
- * upstream closed meanwhile is seen by a MSG_PEEK, or, if it closes just as
- * the request goes out, by an EOF before any response byte: an idempotent
- * request without a body is then sent once more on a new connection.
+ * After a response the upstream connection stays with the client
+ * connection, its knotes still in the group (up to KEPT_MAX of them in the
+ * process): the client's next request to the same route goes out on it with
+ * no knote change, no lock and no extra system call, as a keep-alive client
+ * sends its requests one after another.  Otherwise upstream connections are
+ * kept alive in a pool per route (the only lock here: a mutex per pool,
+ * held for a push or a pop).  A pooled socket has no knotes; taking it adds
+ * them to the taker's group.  A pooled socket the upstream closed meanwhile
+ * is seen by a MSG_PEEK (a kept one only when a body goes out), or, if it
+ * closes just as the request goes out, by an EOF before any response byte:
+ * a request without a body is then sent once more on a new connection.
  *
  * Failures: no connection or a broken response head before anything reached
  * the client -> 502; no upstream progress for --upstream-timeout -> 504; once
@@ -47,7 +52,10 @@
 
 #define PX_BUF      16384
 #define POOL_MAX    256
-#define PUMP_ROUNDS 64 /* a turn moves at most this many buffers: fairness */
+#define PUMP_ROUNDS 64   /* a turn moves at most this many buffers: fairness */
+#define KEPT_MAX    1024 /* upstream connections kept by idle client connections */
+
+static atomic_int kept_upstreams; /* client connections with px->kept */
 
 struct pool {
 	pthread_mutex_t lock;
@@ -65,7 +73,9 @@ struct http_proxy_conn {
 	int err;          /* errno of the last upstream failure, 0: EOF */
 	bool sent_client; /* response bytes went to the client: too late for 502/504 */
 	const struct http_proxy_route *rt;
-	bool reused;      /* ufd came from the pool */
+	bool reused;      /* ufd came from the pool or was kept */
+	bool kept;        /* ufd is idle, its knotes in the group, for the next request */
+	bool up_write_on; /* ufd's WRITE is enabled: connecting, or bytes for it wait */
 	bool retried;     /* already sent once more after a stale pooled socket */
 	bool head_done;   /* the response head went to the client buffer */
 	bool resp_done;   /* the upstream sent the whole response */
@@ -167,6 +177,10 @@ static void upstream_done(struct http_conn *c, bool pool)
 	struct kevent del[2];
 	if (px->ufd < 0)
 		return;
+	if (px->kept) {
+		px->kept = false;
+		atomic_fetch_sub(&kept_upstreams, 1);
+	}
 	struct kevent res[2];
 	http_member(&del[0], c, (uintptr_t)px->ufd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0);
 	http_member(&del[1], c, (uintptr_t)px->ufd, EVFILT_WRITE, EV_DELETE | EV_RECEIPT, 0, 0);
@@ -203,6 +217,7 @@ static int upstream_open(struct http_worker *w, struct http_conn *c)
 		}
 	}
 	px->ufd = fd;
+	px->up_write_on = true; /* until connected and the request is out */
 	px->last_up_ms = http_now_ms();
 	http_member(&ch, c, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0);
 	http_push(w, &ch);
@@ -294,7 +309,7 @@ static int build_request(struct http_conn *c, const struct http_request *req)
 	if (n < room)
 		n += (size_t)snprintf(px->up + n, room - n,
 		                      "X-Forwarded-For: %s\r\nConnection: keep-alive\r\n\r\n",
-		                      c->peer);
+		                      http_conn_peer(c));
 	if (n >= room)
 		return -431;
 	px->up_len = px->head_len = n;
@@ -304,12 +319,20 @@ static int build_request(struct http_conn *c, const struct http_request *req)
 int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_request *req,
                      const struct http_proxy_route *rt, size_t head_len)
 {
-	(void)w;
-	if (!c->px && !(c->px = malloc(sizeof(*c->px))))
-		return 503;
+	if (!c->px) {
+		if (!(c->px = malloc(sizeof(*c->px))))
+			return 503;
+		c->px->ufd = -1;
+		c->px->kept = false;
+	}
 	struct http_proxy_conn *px = c->px;
+	if (px->kept && px->rt != rt)
+		upstream_done(c, true); /* another route's: to its pool */
+	bool kept = px->kept;
+	int ufd = px->ufd;
 	memset(px, 0, offsetof(struct http_proxy_conn, up));
-	px->ufd = -1;
+	px->ufd = ufd;
+	px->kept = kept;
 	px->rt = rt;
 	px->head_req = req->method == HTTP_HEAD;
 	px->client_keep = req->keep_alive && !c->draining;
@@ -323,13 +346,26 @@ int http_proxy_start(struct http_worker *w, struct http_conn *c, struct http_req
 		return -err;
 	memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
 	c->rlen -= head_len;
+	if (px->kept) {
+		px->kept = false;
+		atomic_fetch_sub(&kept_upstreams, 1);
+		char b;
+		ssize_t n = px->req_left ? recv(px->ufd, &b, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+		if (!px->req_left || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+			px->reused = true; /* a stale one is retried as a pooled one */
+			px->last_up_ms = http_now_ms();
+			c->proxying = true;
+			return 0;
+		}
+		upstream_done(c, false); /* closed by the upstream: a new one */
+	}
 	if ((err = upstream_open(w, c)) < 0) {
 		http_error_log("upstream %s: %s", rt->hostport, strerror(-err));
 		return 502;
 	}
 	c->proxying = true;
 	if (http_access_log_on()) { /* status and bytes come with the response */
-		struct http_access a = {.peer = c->peer,
+		struct http_access a = {.peer = http_conn_peer(c),
 		                        .method = req->method_name,
 		                        .target = req->target,
 		                        .referer = req->referer,
@@ -498,8 +534,9 @@ static int take_head(struct http_worker *w, struct http_conn *c, size_t head_len
 	return 0;
 }
 
-/* Bytes from the upstream into down[]: 1 moved, 0 nothing now, -1 it failed
- * or closed early (px->broken: a broken response). */
+/* Bytes from the upstream into down[]: 1 moved, 0 no room (or done), 2
+ * nothing there (EAGAIN), -1 it failed or closed early (px->broken: a broken
+ * response). */
 static int from_upstream(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
@@ -510,7 +547,7 @@ static int from_upstream(struct http_worker *w, struct http_conn *c)
 		return 0;
 	ssize_t n = recv(px->ufd, px->down + px->down_len, room, 0);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : (px->err = errno, -1);
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 2 : (px->err = errno, -1);
 	px->last_up_ms = http_now_ms();
 	if (n == 0) { /* EOF: the end of a close-delimited body, else too early */
 		px->reusable = false;
@@ -639,7 +676,15 @@ static int fail(struct http_worker *w, struct http_conn *c, int status)
 static int finish(struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	upstream_done(c, px->reusable && !px->req_left);
+	bool reusable = px->reusable && !px->req_left;
+	if (reusable && px->client_keep && !px->resp_close &&
+	    atomic_fetch_add(&kept_upstreams, 1) < KEPT_MAX) {
+		px->kept = true; /* stays for the client's next request */
+	} else {
+		if (reusable && px->client_keep && !px->resp_close)
+			atomic_fetch_sub(&kept_upstreams, 1);
+		upstream_done(c, reusable);
+	}
 	c->proxying = false;
 	if (c->log) {
 		http_access_done(c->log);
@@ -657,10 +702,11 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 	struct http_proxy_conn *px = c->px;
 	int round = 0;
 	for (; round < PUMP_ROUNDS; round++) {
-		int moved = 0, r;
-		if ((r = from_client(c)) < 0)
+		int moved = 0, client_in, r;
+		bool up_dry;
+		if ((client_in = from_client(c)) < 0)
 			return -1;
-		moved |= r;
+		moved |= client_in;
 		take_body(c);
 		if (px->req_left < 0)
 			return -1;
@@ -671,7 +717,8 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 				return r;
 			continue;
 		}
-		moved |= r | (to_upstream(c) > 0);
+		up_dry = r == 2;
+		moved |= (r == 1) | (to_upstream(c) > 0);
 		if ((r = to_client(c)) < 0)
 			return -1;
 		moved |= r;
@@ -679,14 +726,31 @@ int http_proxy_event(struct http_worker *w, struct http_conn *c)
 		if (px->resp_done && px->down_off == px->down_len &&
 		    (!px->req_left || (px->expect && !px->got_100)))
 			return finish(c);
-		if (!moved)
+		/* Nothing came in from either side: another round would only
+		 * hear EAGAIN again (the knotes say when there is more). */
+		if (!moved || (up_dry && !client_in))
 			break;
 	}
 	bool want_read = px->req_left > 0 && c->rlen < c->rcap;
+	/* The client's READ is turned off only once it fires unwanted (a
+	 * pipelined request, an EOF): a keep-alive client sends nothing while
+	 * its response comes, and each toggle is a change in Baton's epoll. */
+	if (!want_read && c->read_on && !c->readable)
+		want_read = true;
 	/* Out of rounds while bytes still move: the upstream's EV_CLEAR knotes
 	 * will not fire again for bytes already there, so ask for another turn
 	 * through the client's level WRITE (writable, it fires at once). */
 	bool again = round == PUMP_ROUNDS;
+	/* The upstream's WRITE (EV_CLEAR) fires each time acknowledgements make
+	 * room, a turn for nothing per request: on only while bytes wait. */
+	bool up_write = px->up_off < px->up_len && px->ufd >= 0;
+	if (up_write != px->up_write_on && px->ufd >= 0) {
+		struct kevent ch;
+		http_member(&ch, c, (uintptr_t)px->ufd, EVFILT_WRITE,
+		            EV_ADD | EV_CLEAR | (up_write ? 0 : EV_DISABLE), 0, 0);
+		http_push(w, &ch); /* before the release that http_conn_knotes() queues */
+		px->up_write_on = up_write;
+	}
 	http_conn_knotes(w, c, want_read, again || px->down_off < ready_end(px));
 	return 1;
 }
@@ -702,7 +766,7 @@ int64_t http_proxy_deadline(const struct http_conn *c)
 int http_proxy_timer(struct http_worker *w, struct http_conn *c)
 {
 	struct http_proxy_conn *px = c->px;
-	int64_t now = http_now_ms();
+	int64_t now = http_now_ms() + http_timer_slack_ms(); /* see conn.c */
 	if (px->down_off < ready_end(px))
 		return now - c->last_active_ms >= http_cfg.idle_timeout_ms ? -1 : 0;
 	if (now - px->last_up_ms < http_cfg.upstream_timeout_ms)
@@ -716,8 +780,8 @@ void http_proxy_free(struct http_worker *w, struct http_conn *c)
 	(void)w;
 	if (c->log && c->proxying && !c->log->a.status)
 		c->log->a.status = 499; /* as nginx: the client left before the head */
-	if (c->px->ufd >= 0)
-		upstream_done(c, false);
+	if (c->px->ufd >= 0)            /* a kept one is idle and whole: it can serve others */
+		upstream_done(c, c->px->kept);
 	free(c->px);
 	c->px = NULL;
 }

@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define NEVENTS 8
+#define NEVENTS 64
 /* Clients taken per listener turn: the listen backlog (4096).  The turn comes
  * once per round of the ready queue, which at 10 000 busy connections lasts
  * about a second: 64 a turn left clients waiting in the backlog for seconds
@@ -220,7 +220,7 @@ static bool on_server_event(struct http_worker *w, const struct kevent *ev)
 static void handle_conn(struct http_worker *w, struct kevent *evs, bool *done, int n, int i)
 {
 	struct http_conn *c = evs[i].udata;
-	bool timer = false, forced = false;
+	bool timer = false, forced = false, readable = false;
 	for (int k = i; k < n; k++) {
 		if (evs[k].udata != c || (evs[k].flags & EV_ERROR) || done[k])
 			continue;
@@ -228,9 +228,10 @@ static void handle_conn(struct http_worker *w, struct kevent *evs, bool *done, i
 			timer = true;
 			forced |= (evs[k].flags & EV_ONESHOT) != 0;
 		}
+		readable |= evs[k].filter == EVFILT_READ && evs[k].ident == (uintptr_t)c->fd;
 		done[k] = true;
 	}
-	http_conn_event(w, c, timer, forced);
+	http_conn_event(w, c, timer, forced, readable);
 }
 
 static void *worker(void *arg)

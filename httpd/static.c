@@ -150,6 +150,42 @@ static int multipart(struct http_worker *w, struct http_conn *c, const struct ht
 	return 206;
 }
 
+/* The ETag and Last-Modified of a file depend only on its mtime and size:
+ * each thread keeps the last ones it formatted (by inode), so serving the
+ * same file again costs no snprintf() and no gmtime_r(). */
+#define VALIDATOR_SLOTS 64
+struct validator {
+	struct timespec mtim;
+	int64_t size;
+	ino_t ino;
+	dev_t dev;
+	char etag[48], lastmod[30];
+};
+static _Thread_local struct validator validator_cache[VALIDATOR_SLOTS];
+
+static void validators(const struct stat *st, struct file_info *fi)
+{
+	struct validator *v = &validator_cache[st->st_ino % VALIDATOR_SLOTS];
+	if (v->lastmod[0] && v->ino == st->st_ino && v->dev == st->st_dev &&
+	    v->size == st->st_size && v->mtim.tv_sec == st->st_mtim.tv_sec &&
+	    v->mtim.tv_nsec == st->st_mtim.tv_nsec) {
+		memcpy(fi->etag, v->etag, sizeof(fi->etag));
+		memcpy(fi->lastmod, v->lastmod, sizeof(fi->lastmod));
+		return;
+	}
+	snprintf(fi->etag, sizeof(fi->etag), "\"%llx-%llx\"",
+	         (unsigned long long)st->st_mtim.tv_sec * 1000000000ULL +
+	                 (unsigned long long)st->st_mtim.tv_nsec,
+	         (unsigned long long)st->st_size);
+	http_format_date(st->st_mtim.tv_sec, fi->lastmod);
+	v->mtim = st->st_mtim;
+	v->size = st->st_size;
+	v->ino = st->st_ino;
+	v->dev = st->st_dev;
+	memcpy(v->etag, fi->etag, sizeof(v->etag));
+	memcpy(v->lastmod, fi->lastmod, sizeof(v->lastmod));
+}
+
 static int send_file(struct http_worker *w, struct http_conn *c, const struct http_request *req,
                      int fd, const struct file_info *fi, int64_t *bytes)
 {
@@ -322,11 +358,7 @@ static int serve_path(struct http_worker *w, struct http_conn *c, struct http_re
 		goto forbidden;
 	struct file_info fi = {.size = st.st_size, .mtime = st.st_mtim.tv_sec};
 	fi.type = http_mime_type(w->path, strlen(w->path));
-	snprintf(fi.etag, sizeof(fi.etag), "\"%llx-%llx\"",
-	         (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL +
-	                 (unsigned long long)st.st_mtim.tv_nsec,
-	         (unsigned long long)st.st_size);
-	http_format_date(st.st_mtim.tv_sec, fi.lastmod);
+	validators(&st, &fi);
 	return send_file(w, c, req, fd, &fi, bytes);
 forbidden:
 	close(fd);

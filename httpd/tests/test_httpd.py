@@ -950,6 +950,94 @@ def test_access_log_bytes_sent():
     finally:
         up.shutdown()
         shutil.rmtree(d)
+class QuietUpstream:
+    """A keep-alive upstream that answers "NAME n=K conn=C" and, when drop is
+    set, closes each connection right after its response without saying so
+    (as an upstream whose keep-alive timeout ran out while the proxy idled)."""
+
+    def __init__(self, name):
+        self.name, self.drop, self.conns = name, False, 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self.serve, args=(c, self.conns), daemon=True).start()
+
+    def serve(self, c, cid):
+        f, n = c.makefile("rb"), 0
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                clen = 0
+                while True:
+                    h = f.readline()
+                    if h in (b"\r\n", b""):
+                        break
+                    if h.lower().startswith(b"content-length:"):
+                        clen = int(h.split(b":")[1])
+                body = f.read(clen)
+                n += 1
+                b = b"%s n=%d conn=%d body=%d" % (self.name.encode(), n, cid, len(body))
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+                if self.drop:
+                    return
+        finally:
+            f.close()
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+def test_proxy_kept_upstream():
+    """The upstream connection stays with a keep-alive client connection: its
+    next request goes out on it; one the upstream closed meanwhile is replaced
+    (a GET is sent again, a POST's upstream is checked first); a request to
+    another route on the same client connection goes to that route."""
+    a, b = QuietUpstream("a"), QuietUpstream("b")
+    try:
+        with Server("--proxy", "/a/=127.0.0.1:%d" % a.port,
+                    "--proxy", "/b/=127.0.0.1:%d" % b.port) as s:
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+
+            def ask(path, method="GET", body=None):
+                c.request(method, path, body=body)
+                r = c.getresponse()
+                return r.status, r.read().decode()
+
+            for k in range(1, 6):
+                st, body = ask("/a/x")
+                check(st == 200 and body == "a n=%d conn=1 body=0" % k, (st, body))
+            check(a.conns == 1, "upstream connections: %d" % a.conns)
+            st, body = ask("/b/x")
+            check(st == 200 and body.startswith("b n=1 "), (st, body))
+            st, body = ask("/a/x")
+            check(st == 200 and body.startswith("a n="), (st, body))
+            a.drop = True
+            st, body = ask("/a/x")  # this response's connection is closed behind it
+            check(st == 200, (st, body))
+            time.sleep(0.3)
+            st, body = ask("/a/x")  # the kept one is closed: sent again on a new one
+            check(st == 200 and body.startswith("a n=1 "), (st, body))
+            time.sleep(0.3)
+            st, body = ask("/a/x", "POST", b"12345")
+            check(st == 200 and body.startswith("a n=1 ") and body.endswith("body=5"),
+                  (st, body))
+            c.close()
+    finally:
+        a.close()
+        b.close()
 
 
 # ---------------------------------------------------------------------------
