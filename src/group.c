@@ -254,6 +254,10 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 {
 	struct knote *stackbuf[16], **m = stackbuf;
 	bool pendbuf[16], *pend = pendbuf;
+	/* kn_isfd read under g_lock: once it is dropped a USER/TIMER member
+	 * may be freed and its slab slot reused (kq__generic_group_released
+	 * then checks it again under kq_lock) */
+	bool fdbuf[16], *isfd = fdbuf;
 	uint32_t n = 0;
 	kq__mutex_lock(&g->g_lock);
 	if (atomic_load(&g->g_gen) != gen) {
@@ -264,27 +268,31 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	if (g->g_nmembers > 16) {
 		m = malloc(g->g_nmembers * sizeof(*m));
 		pend = malloc(g->g_nmembers * sizeof(*pend));
-		if (!m || !pend) { /* cannot replay: keep what we can, lose nothing */
+		isfd = malloc(g->g_nmembers * sizeof(*isfd));
+		if (!m || !pend || !isfd) { /* cannot replay: keep what we can, lose nothing */
 			free(m);
 			free(pend);
+			free(isfd);
 			m = stackbuf;
 			pend = pendbuf;
+			isfd = fdbuf;
 		}
 	}
 	uint32_t cap = m == stackbuf ? 16 : g->g_nmembers;
 	for (struct knote *kn = g->g_members; kn && n < cap; kn = kn->kn_aux->gnext) {
 		m[n] = kn;
+		isfd[n] = kn->kn_isfd;
 		pend[n++] = atomic_exchange(&kn->kn_aux->gpend, false) && !KQ_BROKEN(KQ_BREAK_G2);
 	}
 	kq__mutex_unlock(&g->g_lock);
 	for (uint32_t i = 0; i < n; i++) {
-		if (!m[i]->kn_isfd) {
+		if (!isfd[i]) {
 			kq__generic_group_released(kq, m[i], g, gen, pend[i]);
 			continue;
 		}
 		/* An fd's knotes that joined together: one lock, one sync. */
 		uint32_t run = 1;
-		while (i + run < n && run < FE_NKN && m[i + run]->kn_isfd &&
+		while (i + run < n && run < FE_NKN && isfd[i + run] &&
 		       m[i + run]->kn_u.fd.fe == m[i]->kn_u.fd.fe)
 			run++;
 		kq__fd_group_released(kq, m[i]->kn_u.fd.fe, g, gen, &m[i], &pend[i], (int)run);
@@ -293,6 +301,7 @@ void kq__group_release(struct kq *kq, struct kq_group *g, uint32_t gen)
 	if (m != stackbuf) {
 		free(m);
 		free(pend);
+		free(isfd);
 	}
 }
 
