@@ -62,7 +62,8 @@
 #define CNT_MAX    256
 
 /* fe_count: generation (low 24 bits) << 8 | kind << 6 | refused << 4 |
- * unsupported << 2 | wanted; kind: 0 TCP, 1 other stream, 2 datagram */
+ * unsupported << 2 | wanted; kind: 0 TCP, 1 other stream, 2 datagram,
+ * 3 a stream socket whose family was not looked up (filt_fd.c: fe_unsure) */
 #define H_GEN(h)  ((h) >> 8)
 #define GEN24(g)  ((g)&0xffffffu)
 #define H_WANT(h) ((h)&3u)
@@ -86,10 +87,24 @@ static atomic_bool ring_off; /* io_uring cannot be set up in this process */
 /* KQ_CNT_* the kernel has no command for, on TCP [0] and on other stream
  * sockets [1] (AF_UNIX: asked once, not once per fd); datagram sockets mix
  * kinds it serves (UDP) and does not (AF_UNIX), so they are known per fd. */
-atomic_uint kq__count_off[2]; /* as kind_nosup, all set when the ring is off */
+atomic_uint kq__count_off[4]; /* as kind_nosup, all set when the ring is off */
 #define kind_nosup kq__count_off
-static atomic_uint kind_ok[2]; /* KQ_CNT_* seen served, on TCP and other streams */
-static atomic_uint next_pick;  /* spreads threads over the rings */
+static atomic_uint kind_ok[4]; /* KQ_CNT_* seen served, by kind */
+
+/*
+ * What a kind is known not to be served: TCP and other streams are all
+ * alike; unlooked-up streams (3) are TCP or AF_UNIX, so a refusal there
+ * stands for the kind only while none was ever served (a program of AF_UNIX
+ * streams asks once; one that mixes them asks once per AF_UNIX fd).
+ */
+static inline unsigned kind_off(unsigned k)
+{
+	if (k == 2)
+		return 0;
+	unsigned off = atomic_load_explicit(&kind_nosup[k], memory_order_relaxed);
+	return k == 3 ? off & ~atomic_load_explicit(&kind_ok[3], memory_order_relaxed) : off;
+}
+static atomic_uint next_pick; /* spreads threads over the rings */
 static struct kq_ring rings[KQ_NRING] = {
         [0 ... KQ_NRING - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1},
 };
@@ -116,11 +131,12 @@ static void ring_disable(void)
 	atomic_store(&ring_off, true);
 	atomic_fetch_or(&kq__count_off[0], KQ_CNT_IN | KQ_CNT_OUT);
 	atomic_fetch_or(&kq__count_off[1], KQ_CNT_IN | KQ_CNT_OUT);
+	atomic_fetch_or(&kq__count_off[3], KQ_CNT_IN | KQ_CNT_OUT);
 }
 
 static void hint_refuse(struct kq_fdent *fe, uint32_t gen, unsigned kind, unsigned what, int err)
 {
-	if (err == -EOPNOTSUPP && kind < 2) /* TCP, or AF_UNIX streams: all alike */
+	if (err == -EOPNOTSUPP && kind != 2) /* streams: see kind_off() */
 		atomic_fetch_or_explicit(&kind_nosup[kind], what, memory_order_relaxed);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed);
 	unsigned bits = (what << H_REFUSED) | (err == -EOPNOTSUPP ? what << H_NOSUP : 0);
@@ -134,8 +150,8 @@ void kq__count_want(struct kq_fdent *fe, unsigned what)
 {
 	if (atomic_load_explicit(&ring_off, memory_order_relaxed))
 		return;
-	unsigned k = fe->fe_tcp ? 0 : fe->fe_type == FT_STREAM && !fe->fe_unsure ? 1 : 2;
-	if (k < 2 && (atomic_load_explicit(&kind_nosup[k], memory_order_relaxed) & what))
+	unsigned k = fe->fe_tcp ? 0 : fe->fe_type != FT_STREAM ? 2 : fe->fe_unsure ? 3 : 1;
+	if (kind_off(k) & what)
 		return;
 	uint32_t gen = GEN24(fe->fe_gen & KQ_GEN_MASK);
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed), nh;
@@ -273,7 +289,7 @@ static void prep(struct kq_ring *r, unsigned slot, int fd, unsigned op, uint64_t
 static void take_result(struct cnt *c, unsigned kind, int res)
 {
 	static const uint8_t bit[3] = {HAVE_IN, HAVE_OUTQ, HAVE_SNDBUF};
-	if (res >= 0 && kind != 2 && c->kind < 2)
+	if (res >= 0 && kind != 2 && c->kind != 2)
 		atomic_fetch_or_explicit(&kind_ok[c->kind], kind ? KQ_CNT_OUT : KQ_CNT_IN,
 		                         memory_order_relaxed);
 	if (res >= 0) {
@@ -345,8 +361,7 @@ static void batch(struct kq *kq)
 		if (!w)
 			continue;
 		unsigned k = H_KIND(atomic_load_explicit(&fe->fe_count, memory_order_relaxed));
-		if (k < 2)
-			w &= ~atomic_load_explicit(&kind_nosup[k], memory_order_relaxed);
+		w &= ~kind_off(k);
 		if (!w)
 			continue;
 		tb.e[n] = (struct cnt){
@@ -370,9 +385,7 @@ static void batch(struct kq *kq)
 static struct cnt *lookup(struct kq *kq, const struct kq_fdent *fe, unsigned what)
 {
 	unsigned h = atomic_load_explicit(&fe->fe_count, memory_order_relaxed);
-	if (!(h & what & ~(h >> H_REFUSED)) ||
-	    (H_KIND(h) < 2 &&
-	     (atomic_load_explicit(&kind_nosup[H_KIND(h)], memory_order_relaxed) & what)))
+	if (!(h & what & ~(h >> H_REFUSED)) || (kind_off(H_KIND(h)) & what))
 		return NULL; /* not a fd the batch counts */
 	if (tb.n < 0)
 		batch(kq);

@@ -24,8 +24,9 @@ enum { KQ_CNT_IN = 1, KQ_CNT_OUT = 2 };
 
 void kq__count_reports(const struct epoll_event *ev, int nev);
 
-/* KQ_CNT_* the kernel does not batch on TCP [0], on other stream sockets [1]. */
-extern atomic_uint kq__count_off[2];
+/* KQ_CNT_* the kernel does not batch on TCP [0], on other stream sockets [1]
+ * (uring.c: kind_off() for the rest). */
+extern atomic_uint kq__count_off[4];
 
 /* Known not to be batched: count with the ioctl, ask nothing (fe_lock held). */
 static inline bool kq__count_skip(const struct kq_fdent *fe, unsigned what)
