@@ -136,7 +136,9 @@ static int do_close(int fd)
 		return -1;
 	}
 	hook_close(fd);
-	return kq__sys_close(fd);
+	int r = kq__sys_close(fd);
+	kq__close_kqueue_done((unsigned)fd, (unsigned)fd);
+	return r;
 }
 
 static int do_dup(int fd)
@@ -158,6 +160,7 @@ static int do_dup3(int oldfd, int newfd, int flags)
 	kq__private_evict(newfd);
 	hook_close(newfd);
 	int r = (int)syscall(SYS_dup3, oldfd, newfd, flags);
+	kq__close_kqueue_done((unsigned)newfd, (unsigned)newfd);
 	if (r >= 0)
 		kq__dup_kqueue(oldfd, r, (flags & O_CLOEXEC) != 0);
 	return r;
@@ -183,6 +186,8 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 		KQ_HOOK_LEAVE();
 	}
 	int r = close_range_around_private(first, last, flags);
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		kq__close_kqueue_done(first, last);
 	if (r == 0 && (flags & CLOSE_RANGE_CLOEXEC))
 		kq__name_cloexec_range(first, last); /* what F_GETFD shows */
 	return r;

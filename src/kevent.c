@@ -407,9 +407,14 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 	if (nchanges < 0 || nevents < 0)
 		return -EINVAL;
 	struct kq *kq = kq__get(kqfd);
-	if (!kq) /* an open file that is not a kqueue: EINVAL, as FreeBSD 15 */
-		return kq__sys_fcntl(kqfd, F_GETFD, 0) < 0 || kq__is_private_fd(kqfd) ? -EBADF
-		                                                                      : -EINVAL;
+	/* An open file that is not a kqueue: EINVAL, as FreeBSD 15.  A name
+	 * being closed is asked about first: once its close returns, the
+	 * number is closed (EBADF) or names a new file. */
+	if (!kq)
+		return kq__is_closing_name(kqfd) || kq__sys_fcntl(kqfd, F_GETFD, 0) < 0 ||
+		                       kq__is_private_fd(kqfd)
+		               ? -EBADF
+		               : -EINVAL;
 	int r = 0, nerr = 0;
 	bool collecting = nevents > 0;
 	if (nevents > 0)

@@ -311,16 +311,19 @@ struct kq {
 	/* kq_orphans link (kqueue.c) while it holds a reference there; kept
 	 * out of kq_alloc()'s clearing, as a recycled struct may still be on it */
 	struct kq *kq_orphan_next;
-	int kq_fd;     /* the user's number: the epoll fd */
-	int kq_epfd;   /* private dup of kq_fd, used by every call */
-	int kq_wakefd; /* eventfd: userspace queue has work (EPOLLET) */
+	/* Read by kq_adopt()'s lock-free walkers, which may stand on a struct
+	 * being recycled: kept out of kq_alloc()'s clearing, changed atomically. */
+	atomic_bool kq_dead;  /* close() was called */
+	atomic_int kq_lookfd; /* kq_epfd as the walkers see it, -1: none */
+	int kq_fd;            /* the user's number: the epoll fd */
+	int kq_epfd;          /* private dup of kq_fd, used by every call */
+	int kq_wakefd;        /* eventfd: userspace queue has work (EPOLLET) */
 	int kq_timerfd;
 	int kq_procfd; /* kq_lock to change: process connector socket, -1 unless needed */
 	int kq_sigfd;  /* signalfd, -1 until a blocked signal may need it */
 	int kq_inofd;  /* inotify, -1 until a regular file waits to grow */
 	unsigned kq_flags;
 	atomic_int kq_names; /* numbers the fd -> kq table maps to this kqueue */
-	atomic_bool kq_dead; /* close() was called */
 	bool kq_released;    /* kq_global: its memory went back (kq_release) */
 
 	pthread_mutex_t kq_lock;
@@ -416,7 +419,9 @@ extern _Thread_local uint64_t kq__call_token /* this kevent() call: never 0, nev
         __attribute__((tls_model("initial-exec")));
 extern _Thread_local struct kevent *kq__call_out /* this call's eventlist (scan) */
         __attribute__((tls_model("initial-exec")));
-int kq__close_kqueue(int fd);                            /* 1 if fd was a kqueue (now closed) */
+int kq__close_kqueue(int fd); /* 1 if fd was a kqueue (now closing: KT_CLOSING) */
+void kq__close_kqueue_done(unsigned first, unsigned last); /* the real close returned */
+bool kq__is_closing_name(int fd); /* a kqueue's name between the hook and the real close */
 void kq__dup_kqueue(int oldfd, int newfd, bool cloexec); /* newfd made from oldfd */
 int kq__name_getfd(int fd);                              /* a name's FD_CLOEXEC, -1: not one */
 bool kq__name_setfd(int fd, int fdflags);

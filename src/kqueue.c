@@ -39,12 +39,18 @@ int kq__break_mask;
  * the interposed dup/dup2/dup3/fcntl, and any other dup kevent() was given
  * (kq_adopt).  kq_names counts them, so close() knows the last one without
  * looking at the process's other fds.
+ *
+ * KT_CLOSING alone (no kqueue) marks a name whose close() has begun: from
+ * the hook until the real close returns, the number is still open but no
+ * longer a kqueue, and a kevent() racing the close must say EBADF (closed),
+ * not EINVAL (an open file that is not a kqueue).
  */
 #define KT_CHUNK   1024
 #define KT_TOP     4096 /* 4M fds */
 #define KT_PRIVATE ((uintptr_t)1)
 #define KT_CLOEXEC ((uintptr_t)2)
-#define KT_TAGS    (KT_PRIVATE | KT_CLOEXEC)
+#define KT_CLOSING ((uintptr_t)4)
+#define KT_TAGS    (KT_PRIVATE | KT_CLOEXEC | KT_CLOSING)
 static _Atomic(uintptr_t) *_Atomic kt_top[KT_TOP];
 
 static inline struct kq *kt_kq(uintptr_t v)
@@ -97,7 +103,8 @@ static void live_remove(struct kq *kq) /* kq_global held */
 	kq->kq_listed = false;
 }
 
-/* The atfork child handler runs with kq_global held (and alone). */
+/* The atfork child handler runs with kq_global held (and alone); only it
+ * writes this, in the child, where it is the only thread. */
 static bool kq_in_fork_child;
 
 /* The slot of fd if its chunk exists: inline, as every kevent() asks. */
@@ -196,8 +203,9 @@ static struct kq *kq_adopt(int fd, _Atomic(uintptr_t) **slotp)
 {
 	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
 	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
-		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) ||
-		    !same_file(fd, kq->kq_epfd))
+		int look = atomic_load(&kq->kq_lookfd);
+		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) || look < 0 ||
+		    !same_file(fd, look))
 			continue;
 		_Atomic(uintptr_t) *slot = kt_slot(fd, true);
 		int fdflags = (int)syscall(SYS_fcntl, fd, F_GETFD);
@@ -296,6 +304,7 @@ static void close_if(struct kq *kq, int *fd)
 /* A dead kqueue's own descriptors, once no call uses them (async-signal-safe). */
 static void kq_close_fds(struct kq *kq)
 {
+	atomic_store(&kq->kq_lookfd, -1);
 	close_if(kq, &kq->kq_epfd);
 	close_if(kq, &kq->kq_wakefd);
 	close_if(kq, &kq->kq_timerfd);
@@ -380,7 +389,6 @@ void kq__put(struct kq *kq)
 		kq->kq_fdt = (struct kq_fdtable *)kq_freelist;
 		kq_freelist = kq;
 	}
-	kq_in_fork_child = false;
 	pthread_mutex_unlock(&kq_global);
 }
 
@@ -465,6 +473,8 @@ static struct kq *kq_alloc(void)
 		memset((char *)kq + offsetof(struct kq, kq_fd), 0,
 		       sizeof(*kq) - offsetof(struct kq, kq_fd));
 	}
+	atomic_store(&kq->kq_dead, false);
+	atomic_store(&kq->kq_lookfd, -1);
 	kq->kq_fd = kq->kq_epfd = kq->kq_wakefd = kq->kq_timerfd = kq->kq_sigfd = kq->kq_inofd =
 	        kq->kq_procfd = -1;
 	return kq;
@@ -482,6 +492,7 @@ static int kq_backend(struct kq *kq)
 	kq->kq_epfd = kq__private_fd(kq, (int)syscall(SYS_fcntl, kq->kq_fd, F_DUPFD_CLOEXEC, 0));
 	if (kq->kq_epfd < 0)
 		return -errno;
+	atomic_store(&kq->kq_lookfd, kq->kq_epfd);
 	kq->kq_wakefd = kq__private_fd(kq, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (kq->kq_wakefd < 0)
 		return -errno;
@@ -561,9 +572,26 @@ int kq__close_kqueue(int fd)
 	do {
 		if (!kt_name(v))
 			return 0;
-	} while (!atomic_compare_exchange_weak(slot, &v, 0));
+	} while (!atomic_compare_exchange_weak(slot, &v, KT_CLOSING));
 	name_gone(kt_kq(v), fd);
 	return 1;
+}
+
+void kq__close_kqueue_done(unsigned first, unsigned last)
+{
+	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
+		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
+		unsigned i = t == first / KT_CHUNK ? first % KT_CHUNK : 0;
+		for (; chunk && i < KT_CHUNK && t * KT_CHUNK + i <= last; i++) {
+			uintptr_t v = KT_CLOSING;
+			atomic_compare_exchange_strong(&chunk[i], &v, 0);
+		}
+	}
+}
+
+bool kq__is_closing_name(int fd)
+{
+	return kt_get(fd) == KT_CLOSING;
 }
 
 /* dup(), dup2(), dup3() or fcntl(F_DUPFD*) made newfd from oldfd. */
@@ -575,6 +603,7 @@ void kq__dup_kqueue(int oldfd, int newfd, bool cloexec)
 		name_add(kq, newfd, cloexec);
 	} else if (kt_name(kt_get(newfd))) {
 		kq__close_kqueue(newfd); /* a stale name: closed behind our back */
+		kq__close_kqueue_done((unsigned)newfd, (unsigned)newfd);
 	}
 	KQ_HOOK_LEAVE();
 }
@@ -647,6 +676,8 @@ void kq__private_evict(int fd)
 			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 		}
 		__atomic_store_n(own[i].fd, n, __ATOMIC_RELEASE);
+		if (own[i].fd == &kq->kq_epfd)
+			atomic_store(&kq->kq_lookfd, n);
 	}
 	atomic_compare_exchange_strong(kt_slot(fd, false), &v, 0);
 }

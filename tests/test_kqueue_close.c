@@ -7,6 +7,8 @@
 #include "util.h"
 
 #include <linux/close_range.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -324,8 +326,64 @@ static void a_kqueue_closed_unseen_goes_when_a_kqueue_takes_its_number(void)
 	CHECK_EQ(count_fds(), before);
 }
 
+/*
+ * kevent() on a kqueue another thread is closing: the call came before the
+ * close (it works) or after it (EBADF, as for any closed number); never
+ * EINVAL, which says "an open file that is not a kqueue" (FreeBSD 15).
+ */
+static atomic_int race_kq = -1, race_stop, race_errno, race_round;
+static atomic_long race_calls, race_ebadf;
+
+static void *kevent_on_race_kq(void *arg)
+{
+	(void)arg;
+	struct timespec zero = {0, 0};
+	while (!atomic_load(&race_stop)) {
+		int round = atomic_load(&race_round), k = atomic_load(&race_kq);
+		if (k < 0)
+			continue;
+		struct kevent ev;
+		errno = 0;
+		int r = kevent(k, NULL, 0, &ev, 1, &zero);
+		atomic_fetch_add(&race_calls, 1);
+		if (r < 0 && errno == EBADF)
+			atomic_fetch_add(&race_ebadf, 1);
+		else if (r < 0 && atomic_load(&race_round) == round)
+			atomic_store(&race_errno, errno); /* (not a new file at the number) */
+	}
+	return NULL;
+}
+
+static void kevent_racing_close_of_its_kqueue_says_ebadf(void)
+{
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&t[i], NULL, kevent_on_race_kq, NULL), 0);
+	for (int round = 0; round < 3000 && !atomic_load(&race_errno); round++) {
+		atomic_fetch_add(&race_round, 1);
+		int kq = kq_new();
+		atomic_store(&race_kq, kq);
+		for (long c0 = atomic_load(&race_calls); atomic_load(&race_calls) < c0 + 2;)
+			;
+		CHECK_EQ(close(kq), 0);
+		/* a few calls on the closed number, then the next kqueue */
+		for (long c0 = atomic_load(&race_calls); atomic_load(&race_calls) < c0 + 2;)
+			;
+		atomic_store(&race_kq, -1);
+	}
+	atomic_store(&race_stop, 1);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+	if (atomic_load(&race_errno))
+		fprintf(stderr, "   kevent() racing close() failed with %s\n",
+		        strerror(atomic_load(&race_errno)));
+	CHECK_EQ(atomic_load(&race_errno), 0);
+	CHECK(atomic_load(&race_ebadf) > 0);
+}
+
 int main(void)
 {
+	RUN(kevent_racing_close_of_its_kqueue_says_ebadf);
 	RUN(close_of_a_kqueue_removes_other_kqueues_knotes_on_it);
 	RUN(dup2_over_a_kqueue_removes_other_kqueues_knotes_on_it);
 	RUN(close_range_over_a_kqueue_removes_other_kqueues_knotes_on_it);
