@@ -51,6 +51,13 @@ static int64_t drain_deadline_ms; /* written by the stopping thread, before the 
  */
 static int pause_knotes_ms; /* set before the threads start */
 
+/*
+ * Test hook: BATON_HTTPD_TEST_SLOW_TURNS_MS=N makes every connection event's
+ * turn take N ms more, as a thread busy with a long response would: the
+ * other threads take what comes meanwhile (test_stop_closes_every_idle_connection).
+ */
+static int slow_turns_ms; /* set before the threads start */
+
 static void pause_between_first_knotes(struct http_worker *w)
 {
 	static atomic_bool paused;
@@ -231,6 +238,11 @@ static void handle_conn(struct http_worker *w, struct kevent *evs, bool *done, i
 		readable |= evs[k].filter == EVFILT_READ && evs[k].ident == (uintptr_t)c->fd;
 		done[k] = true;
 	}
+#ifdef HTTPD_TEST_HOOKS
+	if (slow_turns_ms > 0)
+		nanosleep(&(struct timespec){slow_turns_ms / 1000, slow_turns_ms % 1000 * 1000000L},
+		          NULL);
+#endif
 	http_conn_event(w, c, timer, forced, readable);
 }
 
@@ -248,7 +260,12 @@ static void *worker(void *arg)
 		if (pause_knotes_ms > 0 && w->npub)
 			pause_between_first_knotes(w);
 #endif
-		int n = kevent(http_kq, w->ch, w->nch, evs, NEVENTS, NULL);
+		/* New connections are made known to the stopper once their
+		 * knotes are applied: at once, not after a wait that may last
+		 * (epoll wakes the thread that waited last, so this one could
+		 * sleep through a whole graceful stop, its connections open). */
+		static const struct timespec now = {0, 0};
+		int n = kevent(http_kq, w->ch, w->nch, evs, NEVENTS, w->npub ? &now : NULL);
 		w->nch = 0;
 		http_conn_published(w);
 		if (n < 0) {
@@ -380,6 +397,10 @@ int http_serve(const struct addrinfo *ai, const char *shown_addr)
 #ifdef HTTPD_TEST_HOOKS
 	const char *hook = getenv("BATON_HTTPD_TEST_PAUSE_KNOTES_MS");
 	pause_knotes_ms = hook ? atoi(hook) : 0;
+	hook = getenv("BATON_HTTPD_TEST_SLOW_TURNS_MS");
+	slow_turns_ms = hook ? atoi(hook) : 0;
+	if (slow_turns_ms > 0)
+		http_error_log("test hook: every connection turn takes %d ms more", slow_turns_ms);
 #endif
 	pthread_t *t = calloc((size_t)http_cfg.threads, sizeof(*t));
 	for (int i = 0; i < http_cfg.threads; i++)
