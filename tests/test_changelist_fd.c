@@ -217,20 +217,6 @@ static void empty_on_a_pipe_in_a_pair_is_einval_alone(void)
 	close(kq);
 }
 
-static int tcp_listener(struct sockaddr_in *addr)
-{
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(l >= 0);
-	memset(addr, 0, sizeof *addr);
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(l, (struct sockaddr *)addr, sizeof *addr) == 0);
-	socklen_t len = sizeof *addr;
-	CHECK(getsockname(l, (struct sockaddr *)addr, &len) == 0);
-	CHECK(listen(l, 16) == 0);
-	return l;
-}
-
 /*
  * A listening socket's READ: data is the number of connections waiting
  * (FreeBSD's so_qlen), never a byte count; EMPTY is always true on it.  A

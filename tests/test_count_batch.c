@@ -25,20 +25,6 @@
 
 #define NPAIR 4
 
-static int tcp_listener(struct sockaddr_in *addr)
-{
-	socklen_t len = sizeof(*addr);
-	memset(addr, 0, sizeof(*addr));
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(l >= 0);
-	CHECK(bind(l, (struct sockaddr *)addr, sizeof(*addr)) == 0);
-	CHECK(listen(l, 16) == 0);
-	CHECK(getsockname(l, (struct sockaddr *)addr, &len) == 0);
-	return l;
-}
-
 /* p[0]: the accepted end (watched), p[1]: the peer. */
 static void tcp_pair(int l, const struct sockaddr_in *addr, int p[2])
 {

@@ -21,20 +21,6 @@ static void unix_pair(int sv[2])
 	set_nonblock(sv[1]);
 }
 
-static int tcp_listener(struct sockaddr_in *addr)
-{
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(l >= 0);
-	memset(addr, 0, sizeof *addr);
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(l, (struct sockaddr *)addr, sizeof *addr) == 0);
-	socklen_t len = sizeof *addr;
-	CHECK(getsockname(l, (struct sockaddr *)addr, &len) == 0);
-	CHECK(listen(l, 4) == 0);
-	return l;
-}
-
 static void tcp_pair(int *a, int *b)
 {
 	struct sockaddr_in addr;

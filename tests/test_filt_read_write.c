@@ -14,20 +14,6 @@
 #include <sys/stat.h>
 #include <termios.h>
 
-static int tcp_listener(struct sockaddr_in *addr)
-{
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(l >= 0);
-	memset(addr, 0, sizeof *addr);
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(l, (struct sockaddr *)addr, sizeof *addr) == 0);
-	socklen_t len = sizeof *addr;
-	CHECK(getsockname(l, (struct sockaddr *)addr, &len) == 0);
-	CHECK(listen(l, 16) == 0);
-	return l;
-}
-
 static int tcp_connect(const struct sockaddr_in *addr)
 {
 	int c = socket(AF_INET, SOCK_STREAM, 0);

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <stdint.h>
@@ -26,6 +27,21 @@ static inline int kq_new(void)
 	int kq = kqueue();
 	CHECK(kq >= 0);
 	return kq;
+}
+
+/* A TCP socket listening on a free loopback port; its address in *addr. */
+static inline int tcp_listener(struct sockaddr_in *addr)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(l >= 0);
+	memset(addr, 0, sizeof *addr);
+	addr->sin_family = AF_INET;
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(l, (struct sockaddr *)addr, sizeof *addr) == 0);
+	socklen_t len = sizeof *addr;
+	CHECK(getsockname(l, (struct sockaddr *)addr, &len) == 0);
+	CHECK(listen(l, 16) == 0);
+	return l;
 }
 
 /* Applies one change, no eventlist; returns kevent()'s result. */
