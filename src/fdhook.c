@@ -102,13 +102,14 @@ static void hook_close_range_fd(unsigned first, unsigned last, bool locked_ok)
  * A kqueue's number is an fd like any other: other kqueues may watch it, so
  * its knotes go too (FreeBSD's fdclose does not care what the file is).
  */
-static void hook_close(int fd)
+static bool hook_close(int fd) /* true if fd named a kqueue (now marked closing) */
 {
 	bool locked_ok = kq__depth == 0;
 	KQ_HOOK_ENTER();
-	kq__close_kqueue(fd);
+	bool was_kqueue = kq__close_kqueue(fd);
 	hook_close_fd(fd, locked_ok);
 	KQ_HOOK_LEAVE();
+	return was_kqueue;
 }
 
 /* The real close_range() of [first, last], leaving the kqueues' own
@@ -135,9 +136,10 @@ static int do_close(int fd)
 		errno = EBADF; /* not open, as far as the program can know */
 		return -1;
 	}
-	hook_close(fd);
+	bool was_kqueue = hook_close(fd);
 	int r = kq__sys_close(fd);
-	kq__close_kqueue_done((unsigned)fd, (unsigned)fd);
+	if (was_kqueue)
+		kq__close_kqueue_done((unsigned)fd, (unsigned)fd);
 	return r;
 }
 
@@ -158,9 +160,10 @@ static int do_dup3(int oldfd, int newfd, int flags)
 	if (syscall(SYS_fcntl, oldfd, F_GETFD) < 0)
 		return -1; /* EBADF, and newfd stays open */
 	kq__private_evict(newfd);
-	hook_close(newfd);
+	bool was_kqueue = hook_close(newfd);
 	int r = (int)syscall(SYS_dup3, oldfd, newfd, flags);
-	kq__close_kqueue_done((unsigned)newfd, (unsigned)newfd);
+	if (was_kqueue)
+		kq__close_kqueue_done((unsigned)newfd, (unsigned)newfd);
 	if (r >= 0)
 		kq__dup_kqueue(oldfd, r, (flags & O_CLOEXEC) != 0);
 	return r;
@@ -178,15 +181,16 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 	/* EINVAL, and nothing closed: the hooks must not run either. */
 	if (first > last || (flags & ~(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
 		return (int)syscall(SYS_close_range, first, last, flags);
+	int kqueues = 0;
 	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		bool locked_ok = kq__depth == 0;
 		KQ_HOOK_ENTER();
-		kq__close_kqueue_range(first, last);
+		kqueues = kq__close_kqueue_range(first, last);
 		hook_close_range_fd(first, last, locked_ok);
 		KQ_HOOK_LEAVE();
 	}
 	int r = close_range_around_private(first, last, flags);
-	if (!(flags & CLOSE_RANGE_CLOEXEC))
+	if (kqueues)
 		kq__close_kqueue_done(first, last);
 	if (r == 0 && (flags & CLOSE_RANGE_CLOEXEC))
 		kq__name_cloexec_range(first, last); /* what F_GETFD shows */

@@ -430,7 +430,7 @@ int kq__private_fd(struct kq *kq, int fd); /* moves a new own descriptor out of 
 void kq__private_close(struct kq *kq, int fd);
 void kq__private_evict(int fd); /* dup2() onto an own descriptor: move it first */
 long kq__next_private(unsigned from, unsigned last);
-void kq__close_kqueue_range(unsigned first, unsigned last);
+int kq__close_kqueue_range(unsigned first, unsigned last); /* how many were marked closing */
 void kq__name_cloexec_range(unsigned first, unsigned last);
 void kq__foreach(void (*fn)(struct kq *, void *), void *arg);
 extern _Atomic(struct kq *) kq__live; /* the live kqueues (kq_global to change) */

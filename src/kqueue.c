@@ -584,7 +584,8 @@ void kq__close_kqueue_done(unsigned first, unsigned last)
 		unsigned i = t == first / KT_CHUNK ? first % KT_CHUNK : 0;
 		for (; chunk && i < KT_CHUNK && t * KT_CHUNK + i <= last; i++) {
 			uintptr_t v = KT_CLOSING;
-			atomic_compare_exchange_strong(&chunk[i], &v, 0);
+			if (atomic_load_explicit(&chunk[i], memory_order_relaxed) == v)
+				atomic_compare_exchange_strong(&chunk[i], &v, 0);
 		}
 	}
 }
@@ -818,16 +819,18 @@ static void kq_child_atfork(void)
 }
 
 /* close_range(): the kqueues whose names fall in [first, last]. */
-void kq__close_kqueue_range(unsigned first, unsigned last)
+int kq__close_kqueue_range(unsigned first, unsigned last)
 {
+	int n = 0;
 	for (unsigned t = first / KT_CHUNK; t < KT_TOP && t <= last / KT_CHUNK; t++) {
 		_Atomic(uintptr_t) *chunk = atomic_load_explicit(&kt_top[t], memory_order_acquire);
 		for (unsigned i = 0; chunk && i < KT_CHUNK; i++) {
 			unsigned fd = t * KT_CHUNK + i;
 			if (fd >= first && fd <= last && kt_name(atomic_load(&chunk[i])))
-				kq__close_kqueue((int)fd);
+				n += kq__close_kqueue((int)fd);
 		}
 	}
+	return n;
 }
 
 /* close_range(CLOSE_RANGE_CLOEXEC): the kqueue names in [first, last] show the flag. */
