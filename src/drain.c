@@ -44,12 +44,12 @@ void kq__drain_wait(struct kq *kq, struct kq_fdent *fe)
 	int64_t at = kq__now_ns() + drain_delay(fe->fe_fd, fe->fe_drain_tries);
 	if (fe->fe_drain_tries < 255)
 		fe->fe_drain_tries++;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	if (kq->kq_ndrains == kq->kq_draincap) {
 		uint32_t cap = kq->kq_draincap ? kq->kq_draincap * 2 : 8;
 		int *d = realloc(kq->kq_drains, cap * sizeof(*d));
 		if (!d) { /* looked at again by the next report or change, not lost for good */
-			pthread_mutex_unlock(&kq->kq_lock);
+			kq__mutex_unlock(&kq->kq_lock);
 			return;
 		}
 		kq->kq_drains = d;
@@ -60,7 +60,7 @@ void kq__drain_wait(struct kq *kq, struct kq_fdent *fe)
 	if (!kq->kq_drain_at || at < kq->kq_drain_at)
 		kq->kq_drain_at = at;
 	kq__timerfd_soon(kq, kq->kq_drain_at);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /*
@@ -71,7 +71,7 @@ void kq__drain_wait(struct kq *kq, struct kq_fdent *fe)
  */
 void kq__drain_retry(struct kq *kq)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	int *fds = NULL;
 	uint32_t n = 0;
 	if (kq->kq_ndrains && kq->kq_drain_at > kq__now_ns()) {
@@ -83,7 +83,7 @@ void kq__drain_retry(struct kq *kq)
 		kq->kq_ndrains = kq->kq_draincap = 0;
 		kq->kq_drain_at = 0;
 	}
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	/* Their fd locks come before kq_lock: take them after. */
 	for (uint32_t i = 0; i < n; i++)
 		kq__fd_drain_check(kq, fds[i]);

@@ -85,7 +85,7 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe)
 {
 	if (fe->fe_watched)
 		return 0;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	int err = 0;
 	if (kq->kq_nwatches == kq->kq_watchcap) {
 		uint32_t cap = kq->kq_watchcap ? kq->kq_watchcap * 2 : 8;
@@ -110,7 +110,7 @@ int kq__file_watch(struct kq *kq, struct kq_fdent *fe)
 	kq->kq_watches[kq->kq_nwatches++] = (struct kq_watch){wd, fe->fe_fd};
 	fe->fe_watched = true;
 out:
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	return err;
 }
 
@@ -124,7 +124,7 @@ void kq__file_retry(struct kq *kq)
 		return; /* the common timer expiry */
 	int *fds = NULL, nfds = 0;
 	unsigned pending = 0;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	fds = malloc((kq->kq_nwatches + 1) * sizeof(*fds));
 	for (uint32_t i = 0; fds && i < kq->kq_nwatches; i++) {
 		struct kq_watch *w = &kq->kq_watches[i];
@@ -141,7 +141,7 @@ void kq__file_retry(struct kq *kq)
 		atomic_store_explicit(&kq->kq_wpending, pending, memory_order_relaxed);
 	if (!fds || pending)
 		retry_arm(kq);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	for (int i = 0; i < nfds; i++)
 		kq__fd_file_changed(kq, fds[i]);
 	free(fds);
@@ -152,7 +152,7 @@ void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe)
 	if (!fe->fe_watched)
 		return;
 	fe->fe_watched = false;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	int wd = -1;
 	bool shared = false;
 	for (uint32_t i = 0; i < kq->kq_nwatches; i++) {
@@ -168,7 +168,7 @@ void kq__file_unwatch(struct kq *kq, struct kq_fdent *fe)
 		shared |= kq->kq_watches[i].w_wd == wd;
 	if (wd >= 0 && !shared && !kq__vnode_has_wd(kq, wd))
 		inotify_rm_watch(kq->kq_inofd, wd);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /* What the READ watches ask of wd: their events if one uses it, else 0. */
@@ -185,7 +185,7 @@ void kq__file_changed(struct kq *kq)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	int *fds = NULL, nfds = 0;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	ssize_t r;
 	while (kq->kq_inofd >= 0 && (r = read(kq->kq_inofd, buf, sizeof(buf))) > 0) {
 		kq__vnode_inotify(kq, buf, (size_t)r);
@@ -207,7 +207,7 @@ void kq__file_changed(struct kq *kq)
 			p += sizeof(*ev) + ev->len;
 		}
 	}
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	/* Their fd locks come before kq_lock: take them after. */
 	for (int i = 0; i < nfds; i++)
 		kq__fd_file_changed(kq, fds[i]);

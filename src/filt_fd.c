@@ -296,9 +296,9 @@ static void fd_detach(struct kq *kq, struct knote *kn)
 	kn_ops(kn)->f_detach(kq, kn);
 	kq__group_leave(kq, kn);
 	if (kn->kn_status & KN_ACTIVE) {
-		pthread_mutex_lock(&kq->kq_lock);
+		kq__mutex_lock(&kq->kq_lock);
 		kq__dequeue(kq, kn);
-		pthread_mutex_unlock(&kq->kq_lock);
+		kq__mutex_unlock(&kq->kq_lock);
 	}
 	kn->kn_status = 0;
 }
@@ -386,9 +386,9 @@ static void fd_queue(struct kq *kq, struct knote *kn)
 {
 	KQ_ASSERT_LOCKED(&kn->kn_u.fd.fe->fe_lock);
 	kn->kn_status |= KN_ACTIVE;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	kq__enqueue(kq, kn);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	kq__wake(kq);
 }
 

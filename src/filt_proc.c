@@ -285,13 +285,13 @@ void kq__proc_event(struct kq *kq, uint32_t pid)
 		kq__proc_cn_read(kq);
 		return;
 	}
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	/* A stale report (the knote was deleted and added again) asks the
 	 * new pidfd, which says "not yet": harmless. */
 	struct knote *kn = kq__hash_find(kq, EVFILT_PROC, pid);
 	if (kn)
 		kq__proc_check(kq, kn);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /* Has kn's process exited?  Then it reports (or goes). */

@@ -151,16 +151,16 @@ static void signal_collect(struct kq *kq)
 /* A watched signal was recorded somewhere (the mark was set). */
 void kq__signal_scan(struct kq *kq)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	signal_collect(kq);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /* The signalfd is readable: a blocked signal is recorded for everyone. */
 void kq__signal_read(struct kq *kq)
 {
 	struct signalfd_siginfo si[16];
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	if (kq->kq_sigfd_gen != kq__sig_gen())
 		signal_update(kq); /* do not take what the program's handler waits for */
 	for (;;) {
@@ -173,7 +173,7 @@ void kq__signal_read(struct kq *kq)
 	}
 	atomic_store(&kq->kq_sigdirty, false);
 	signal_collect(kq);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 const struct filterops kq__signal_ops = {

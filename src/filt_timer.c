@@ -164,7 +164,7 @@ void kq__timer_fork(struct kq *kq)
  */
 void kq__timer_expire(struct kq *kq)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	int64_t now = kq__now_ns(), d;
 	struct knote *kn;
 	while ((kn = kq__theap_min(kq, &d)) && d <= now) {
@@ -182,7 +182,7 @@ void kq__timer_expire(struct kq *kq)
 	}
 	kq->kq_timer_armed = 0;
 	timer_rearm(kq, true);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 const struct filterops kq__timer_ops = {

@@ -416,11 +416,11 @@ void kq__vnode_close(struct kq *kq, int fd)
 {
 	if (!atomic_load_explicit(&kq->kq_nvnode, memory_order_relaxed))
 		return;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, EVFILT_VNODE, (uintptr_t)fd);
 	if (kn)
 		vn_drop(kq, kn);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /* ---- inotify events -> notes ---- */
@@ -610,9 +610,9 @@ void kq__vnode_prefork(struct kq *kq, void *arg)
 	(void)arg;
 	if (!(kq->kq_flags & KQUEUE_CPONFORK))
 		return;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	bool watching = kq->kq_vwatch.ht_count > 0;
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	if (watching)
 		kq__file_changed(kq);
 }
@@ -624,7 +624,7 @@ void kq__vnode_prefork(struct kq *kq, void *arg)
  */
 void kq__vnode_fork(struct kq *kq)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	struct kq_vwatch *all = NULL;
 	struct kq_htab *h = &kq->kq_vwatch;
 	for (uint32_t b = 0; h->ht_tab && b <= h->ht_mask; b++) {
@@ -650,7 +650,7 @@ void kq__vnode_fork(struct kq *kq)
 			w->w_wd = -1;
 		(void)vn_insert(kq, w);
 	}
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 void kq__vnode_free(struct kq *kq)

@@ -89,7 +89,7 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		return err;
 	struct kq_group *release = NULL;
 	uint32_t rgen = 0;
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	struct knote *kn = kq__hash_find(kq, kev->filter, kev->ident);
 	if (kn && fop->f_gone && fop->f_gone(kq, kn, kev)) {
 		generic_drop(kq, kn, fop); /* removed by a close we could not act on */
@@ -128,7 +128,7 @@ int kq__generic_change(struct kq *kq, const struct kevent *kev, const struct fil
 		kq__wake(kq);
 	}
 out:
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 	if (release)
 		kq__group_release(kq, release, rgen);
 	return err;
@@ -138,13 +138,13 @@ out:
 void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group *g, uint32_t gen,
                                 bool pend)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	if (pend && kn->kn_aux && kn->kn_aux->group == g && kn->kn_aux->group_gen == gen &&
 	    (kn->kn_status & KN_ACTIVE) && !(kn->kn_status & KN_DISABLED) && !kn->kn_queued) {
 		kq__enqueue(kq, kn);
 		kq__wake(kq);
 	}
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
 
 /*
@@ -235,7 +235,7 @@ static int drain(struct kq *kq, struct kevent *out, int room)
 		room = KQ_EVBUF;
 	while (n < room && more) {
 		int nfd = 0;
-		pthread_mutex_lock(&kq->kq_lock);
+		kq__mutex_lock(&kq->kq_lock);
 		int budget = atomic_load_explicit(&kq->kq_nready, memory_order_relaxed);
 		while (n + nfd < room && (more = budget-- > 0)) {
 			struct knote *kn = kq->kq_head;
@@ -249,7 +249,7 @@ static int drain(struct kq *kq, struct kevent *out, int room)
 			else
 				n += kq__deliver_locked(kq, kn, &out[n]);
 		}
-		pthread_mutex_unlock(&kq->kq_lock);
+		kq__mutex_unlock(&kq->kq_lock);
 		for (int i = 0; i < nfd; i++)
 			n += kq__fd_deliver_queued(kq, fdkn[i], &out[n]);
 	}

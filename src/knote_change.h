@@ -19,9 +19,9 @@ static inline void knote_unqueue(struct kq *kq, struct knote *kn)
 	if (!kn->kn_isfd) {
 		kq__dequeue(kq, kn);
 	} else if (kn->kn_status & KN_ACTIVE) {
-		pthread_mutex_lock(&kq->kq_lock);
+		kq__mutex_lock(&kq->kq_lock);
 		kq__dequeue(kq, kn);
-		pthread_mutex_unlock(&kq->kq_lock);
+		kq__mutex_unlock(&kq->kq_lock);
 		kn->kn_status &= ~KN_ACTIVE;
 	}
 }

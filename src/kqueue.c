@@ -332,7 +332,6 @@ static void kq_release(struct kq *kq)
 	kq__ht_free(&kq->kq_hash);
 	kq__theap_free(kq);
 	kq__group_destroy_all(kq);
-	pthread_mutex_destroy(&kq->kq_lock);
 	pthread_mutex_destroy(&kq->kq_glock);
 }
 
@@ -517,7 +516,7 @@ static int kq_create(unsigned flags)
 	if (!kq)
 		return -ENOMEM;
 	int err;
-	pthread_mutex_init(&kq->kq_lock, NULL);
+	kq__mutex_init(&kq->kq_lock);
 	pthread_mutex_init(&kq->kq_glock, NULL);
 	kq->kq_flags = flags;
 	kq->kq_fd = kq__ep_create(); /* close-on-exec: see name_add */
@@ -708,7 +707,7 @@ long kq__next_private(unsigned from, unsigned last)
  */
 static int kq_child_copy(struct kq *kq)
 {
-	pthread_mutex_init(&kq->kq_lock, NULL);
+	kq__mutex_init(&kq->kq_lock);
 	pthread_mutex_init(&kq->kq_glock, NULL);
 	kq__group_fork(kq);
 	int ep = kq__ep_create();
@@ -804,7 +803,7 @@ static void kq_child_atfork(void)
 		if (!atomic_load(&kq->kq_dead))
 			continue;
 		live_remove(kq);
-		pthread_mutex_init(&kq->kq_lock, NULL);
+		kq__mutex_init(&kq->kq_lock);
 		pthread_mutex_init(&kq->kq_glock, NULL);
 		kq_release(kq);
 		atomic_store(&kq->kq_refs, 0);

@@ -239,7 +239,7 @@ void kq__proc_cn_drain(struct kq *kq)
 /* The connector socket is readable. */
 void kq__proc_cn_read(struct kq *kq)
 {
-	pthread_mutex_lock(&kq->kq_lock);
+	kq__mutex_lock(&kq->kq_lock);
 	kq__proc_cn_drain(kq);
-	pthread_mutex_unlock(&kq->kq_lock);
+	kq__mutex_unlock(&kq->kq_lock);
 }
