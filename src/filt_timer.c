@@ -177,6 +177,11 @@ void kq__timer_expire(struct kq *kq)
 		} else {
 			kn->kn_data += 1;
 			kq__theap_pop(kq);
+			/* A one-shot leaves the hash when it is delivered, a batch
+			 * of hundreds later: its bucket is fetched now, and the
+			 * miss overlaps the next pop's instead of the delivery's. */
+			if (kn->kn_flags & EV_ONESHOT)
+				kq__hash_prefetch(kq, kn);
 		}
 		kq__activate(kq, kn);
 	}

@@ -102,6 +102,12 @@ void kq__hash_remove(struct kq *kq, struct knote *kn)
 	kq__ht_remove(&kq->kq_hash, kn, offsetof(struct knote, kn_hnext), knote_hash(kn));
 }
 
+void kq__hash_prefetch(struct kq *kq, const struct knote *kn)
+{
+	if (kq->kq_hash.ht_tab)
+		__builtin_prefetch(&kq->kq_hash.ht_tab[knote_hash(kn) & kq->kq_hash.ht_mask], 1);
+}
+
 #define SLAB_KNOTES 256
 
 /* B4's budget is 128 resident bytes a timer, 16 of them its heap slot and

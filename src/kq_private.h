@@ -443,6 +443,7 @@ void kq__dequeue(struct kq *kq, struct knote *kn);
 struct knote *kq__hash_find(struct kq *kq, short filter, uintptr_t ident);
 int kq__hash_insert(struct kq *kq, struct knote *kn);
 void kq__hash_remove(struct kq *kq, struct knote *kn);
+void kq__hash_prefetch(struct kq *kq, const struct knote *kn); /* its removal is near */
 struct knote *kq__knote_alloc(struct kq *kq, short filter);
 void kq__knote_free(struct kq *kq, struct knote *kn);
 void kq__knote_set(struct knote *kn, const struct kevent *kev, bool is_new);

@@ -56,6 +56,11 @@ static void sift_down(struct kq *kq, uint32_t i, struct kq_tslot s)
 		uint32_t c = ARITY * i + 1, end = c + ARITY < n ? c + ARITY : n;
 		if (c >= n)
 			break;
+		/* The grandchildren's lines, while these four are compared: in a
+		 * big heap each level is a cache miss, and the next one's address
+		 * is known only after this compare. */
+		for (uint32_t j = c; j < end && ARITY * j + 1 < n; j++)
+			__builtin_prefetch(slot(kq, ARITY * j + 1));
 		uint32_t m = c;
 		for (uint32_t j = c + 1; j < end; j++)
 			if (slot(kq, j)->deadline < slot(kq, m)->deadline)
