@@ -47,6 +47,7 @@ static struct {
 	atomic_long total; /* only with max_events */
 	int nodata_ok;     /* set by a program that has -N (Baton) */
 	int nodata;        /* -N: register with NOTE_NODATA */
+	int uring;         /* -U: BATON_URING_WAIT=1 (re-arms go with the wait) */
 } b2;
 
 static void b2_setup_queue(void);
@@ -109,7 +110,7 @@ static void b2_usage(void)
 {
 	fprintf(stderr, "usage: b2_* [-T threads] [-s pairs] [-b batch] "
 		"[-d duration_ms] [-W warmup_ms] [-e max_events]%s\n",
-		b2.nodata_ok ? " [-N (NOTE_NODATA)]" : "");
+		b2.nodata_ok ? " [-N (NOTE_NODATA)] [-U (BATON_URING_WAIT=1)]" : "");
 	exit(2);
 }
 
@@ -134,6 +135,12 @@ static int b2_main(int argc, char **argv, const char *impl)
 	for (i = 1; i < argc; i++) {
 		if (b2.nodata_ok && !strcmp(argv[i], "-N")) {
 			b2.nodata = 1;
+			continue;
+		}
+		if (b2.nodata_ok && !strcmp(argv[i], "-U")) {
+			/* read at the first kevent() that re-arms */
+			setenv("BATON_URING_WAIT", "1", 1);
+			b2.uring = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -206,10 +213,10 @@ static int b2_main(int argc, char **argv, const char *impl)
 		empty += b2.th[i].empty;
 		errors += b2.th[i].errors;
 	}
-	printf("RESULT cfg=b2/s%d/b%d/T%d impl=%s%s events_per_s=%.0f "
+	printf("RESULT cfg=b2/s%d/b%d/T%d impl=%s%s%s events_per_s=%.0f "
 	       "i1_violations=%ld dup_deliveries=%ld empty_reads=%ld "
 	       "errors=%ld events=%ld\n",
-	       b2.pairs, b2.batch, b2.threads, impl, b2.nodata ? "_nodata" : "",
+	       b2.pairs, b2.batch, b2.threads, impl, b2.nodata ? "_nodata" : "", b2.uring ? "_uring" : "",
 	       (double)(e1 - e0) * 1e9 / (double)(t1 - t0), i1, dup, empty,
 	       errors, e1 - e0);
 	fflush(stdout);

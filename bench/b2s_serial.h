@@ -64,6 +64,7 @@ static struct {
 	atomic_long total; /* only with max_events */
 	int nodata_ok;     /* set by a program that has -N (Baton) */
 	int nodata;        /* -N: register with NOTE_NODATA */
+	int uring;         /* -U: BATON_URING_WAIT=1 (re-arms go with the wait) */
 } b2s;
 
 static void b2s_setup_queue(void);
@@ -169,7 +170,7 @@ static void b2s_usage(void)
 	fprintf(stderr, "usage: b2s_* [-T threads] [-s pairs] [-b batch] "
 		"[-m bytes_in_flight] [-S SO_SNDBUF] [-d duration_ms] [-W warmup_ms] "
 		"[-e max_events]%s\n",
-		b2s.nodata_ok ? " [-N (NOTE_NODATA)]" : "");
+		b2s.nodata_ok ? " [-N (NOTE_NODATA)] [-U (BATON_URING_WAIT=1)]" : "");
 	exit(2);
 }
 
@@ -195,6 +196,12 @@ static int b2s_main(int argc, char **argv, const char *impl)
 	for (i = 1; i < argc; i++) {
 		if (b2s.nodata_ok && !strcmp(argv[i], "-N")) {
 			b2s.nodata = 1;
+			continue;
+		}
+		if (b2s.nodata_ok && !strcmp(argv[i], "-U")) {
+			/* read at the first kevent() that re-arms */
+			setenv("BATON_URING_WAIT", "1", 1);
+			b2s.uring = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -301,11 +308,11 @@ static int b2s_main(int argc, char **argv, const char *impl)
 			impl, m, (long)b2s.msg * b2s.pairs);
 		errors++;
 	}
-	printf("RESULT cfg=b2s/s%d/b%d/m%d/T%d impl=%s%s events_per_s=%.0f "
+	printf("RESULT cfg=b2s/s%d/b%d/m%d/T%d impl=%s%s%s events_per_s=%.0f "
 	       "g1_violations=%ld empty_reads=%ld write_events=%ld "
 	       "errors=%ld events=%ld bytes=%ld\n",
 	       b2s.pairs, b2s.batch, b2s.msg, b2s.threads, impl,
-	       b2s.nodata ? "_nodata" : "",
+	       b2s.nodata ? "_nodata" : "", b2s.uring ? "_uring" : "",
 	       (double)(e1 - e0) * 1e9 / (double)(t1 - t0), g1, empty, wev,
 	       errors, e1 - e0, bytes);
 	fflush(stdout);

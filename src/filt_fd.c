@@ -57,6 +57,15 @@ static inline uint32_t kn_interest(const struct knote *kn)
 }
 
 /* Does any knote of fe exist? */
+/* A change of the registration (fe_lock held; read without it by uring_wait.c). */
+static inline void fe_seq_move(struct kq_fdent *fe, int by)
+{
+	atomic_store_explicit(&fe->fe_regseq,
+	                      atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed) +
+	                              (unsigned)by,
+	                      memory_order_release);
+}
+
 static inline bool fe_busy(const struct kq_fdent *fe)
 {
 	uint16_t st = 0;
@@ -125,6 +134,7 @@ static bool fe_edge(const struct kq_fdent *fe)
  */
 static __attribute__((noinline, cold)) void fe_close_race(struct kq *kq, struct kq_fdent *fe)
 {
+	fe_seq_move(fe, 1);
 	kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 	fe->fe_inepoll = false;
 }
@@ -165,6 +175,8 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 	if (!want) {
 		/* A fired oneshot registration reports nothing: leave it. */
 		if (fe->fe_inepoll && fe->fe_armed) {
+			fe_seq_move(fe, 1);
+			kq__defer_drop(kq, fe);
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 			fe->fe_inepoll = false;
 			fe->fe_gen++; /* a report already taken is stale now (I4) */
@@ -175,11 +187,23 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		}
 		return err == -ENOENT || err == -EBADF ? 0 : err;
 	}
+	if (fe->fe_inepoll && fe->fe_armed && want == fe->fe_regmask)
+		return 0;
+	fe_seq_move(fe, 1);
 	if (!fe->fe_inepoll) {
+		kq__defer_drop(kq, fe);
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
 		if (err == -EEXIST) /* a stale registration of a dup'd file */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-	} else if (!fe->fe_armed || want != fe->fe_regmask) {
+	} else {
+		/* A oneshot re-arm may go with this call's wait (uring_wait.c):
+		 * its result is looked at there (kq__fd_rearm_done). */
+		if ((want & EPOLLONESHOT) && kq__defer_rearm(kq, fe, want, data)) {
+			fe->fe_armed = true;
+			fe->fe_regmask = want;
+			return 0;
+		}
+		kq__defer_drop(kq, fe);
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 		if (err == -ENOENT || err == -EBADF) {
 			/*
@@ -191,8 +215,6 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 			fe_forget(kq, fe);
 			return err;
 		}
-	} else {
-		return 0;
 	}
 	if (!err) {
 		fe->fe_inepoll = true;
@@ -310,6 +332,7 @@ static void fe_forget(struct kq *kq, struct kq_fdent *fe)
 		if (fe->fe_kn[k].kn_status & KN_ATTACHED)
 			fd_detach(kq, &fe->fe_kn[k]);
 	fe->fe_gen++; /* whatever was reported for the old file is stale */
+	fe_seq_move(fe, 1);
 	fe->fe_inepoll = false;
 	fe->fe_armed = false;
 	fe->fe_regmask = 0;
@@ -772,6 +795,30 @@ static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink 
 		if (s->requeue & (1u << k))
 			fd_queue(kq, &fe->fe_kn[k]);
 	s->resync = true;
+}
+
+/*
+ * A re-arm fe_sync() queued (uring_wait.c) ran, or failed to: res is its
+ * result.  If another change of the registration was made or queued after
+ * it (fe_regseq moved), the two may have run in the other order, and a
+ * stale mask or generation may now be in the kernel: it is made again from
+ * the knotes.  A registration the kernel dropped (ENOENT, EBADF) went with
+ * a close the hooks did not see: the knotes go, as in fe_sync().
+ */
+void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res)
+{
+	fe_enter(kq, fe);
+	if (atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed) != seq ||
+	    (res && res != -ENOENT && res != -EBADF)) {
+		if (fe->fe_inepoll) {
+			/* armed: fe_sync() takes an unwanted one out (DEL, new gen) */
+			fe->fe_armed = !fe_desired(fe);
+			fe_sync(kq, fe);
+		}
+	} else if (res) {
+		fe_forget(kq, fe);
+	}
+	fe_leave(kq, fe);
 }
 
 /*

@@ -348,7 +348,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 			return n ? n : -EBADF;
 		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0) {
 			/* Kernel reports go behind what is already queued. */
-			int r = kq__ep_wait(kq->kq_epfd, evbuf, KQ_EVBUF, 0);
+			int r = kq__ep_wait_kq(kq, evbuf, KQ_EVBUF, 0);
 			if (r > 0)
 				dispatch(kq, evbuf, r, out, 0);
 			n += drain(kq, out + n, nevents - n);
@@ -359,7 +359,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 		int ms = n > 0 ? 0 : wait_ms(deadline);
 		int max = nevents - n < KQ_EVBUF ? nevents - n : KQ_EVBUF;
 		unsigned quiet = kq__sig_quiet;
-		int r = kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+		int r = kq__ep_wait_kq(kq, evbuf, max, ms);
 		if (r == -EINTR && kq__sig_quiet != quiet && !n)
 			continue; /* only an ignored, watched signal: its wake is queued */
 		if (r < 0)
@@ -423,6 +423,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		r = -EFAULT;
 		goto out;
 	}
+	if (nevents > 0 && nchanges > 0)
+		kq__defer_begin(kq); /* re-arms may go with the wait (uring_wait.c) */
 	for (int i = 0; i < nchanges; i++) {
 		struct kevent kev = changes[i]; /* the lists may be one array */
 		if (kev.filter == 0)
@@ -458,6 +460,7 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		events[nerr++] = kev;
 		nevents--;
 	}
+	kq__defer_close();
 	/* As FreeBSD, the timeout is looked at after the changes, and only
 	 * when there is something to wait for. */
 	if (nerr > 0)
@@ -465,6 +468,7 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 	else if (nevents > 0)
 		r = timeout_valid(ts) ? scan(kq, events, nevents, ts) : -EINVAL;
 out:
+	kq__defer_flush(kq);
 	/* Leftovers and new work stay visible to other waiters and to poll(). */
 	kq__wake_flush(kq, collecting);
 	kq__put(kq);

@@ -278,6 +278,9 @@ struct kq_fdent {
 	int fe_fd;           /* constant: the index of this entry */
 	uint32_t fe_gen;     /* fe_lock; bumped when close() removes the fd */
 	uint32_t fe_regmask; /* fe_lock; events registered in epoll */
+	/* fe_lock; moves with every epoll_ctl on the fd's registration, made
+	 * or queued (uring_wait.c: a queued re-arm may run after a later one) */
+	atomic_uint fe_regseq;
 	atomic_bool
 	        fe_inepoll; /* fe_lock to change; registered in epoll (the close hook reads it) */
 	bool fe_armed;      /* fe_lock; false once an EPOLLONESHOT fired */
@@ -514,6 +517,7 @@ int kq__fd_change_pair(struct kq *kq, const struct kevent *kev, const int *slot)
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
+void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res);
 void kq__fd_close(struct kq *kq, int fd, bool locked_ok);
 
 /* kevent.c: shared by the non-fd filters */
@@ -599,6 +603,22 @@ int64_t kq__now_ns(void);
 int kq__ep_create(void);
 int kq__ep_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
+
+/*
+ * uring_wait.c: with BATON_URING_WAIT=1, the oneshot re-arms a kevent()
+ * call's changes make (fe_sync) go to the kernel with its wait, in one
+ * io_uring_enter.  kq__defer_begin() opens the call's queue (changes that
+ * will wait), kq__defer_rearm() queues one (fe_lock held; false: make it
+ * now; kq__defer_drop() forgets it for one made now), kq__defer_close() ends the changes, kq__ep_wait_kq() sends what is
+ * queued with the wait, kq__defer_flush() sends what is left at the end.
+ */
+void kq__defer_begin(struct kq *kq);
+bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64_t data);
+void kq__defer_drop(struct kq *kq, struct kq_fdent *fe); /* a change made now overrides it */
+void kq__defer_close(void);
+int kq__ep_wait_kq(struct kq *kq, void *evbuf, int max, int timeout_ms);
+void kq__defer_flush(struct kq *kq);
+void kq__ring_wait_fork(void); /* fork child: the rings are made anew */
 /* fd in the low 32 bits, generation above, tag in the top three. */
 static inline uint64_t kq__ep_data_fd(int fd, uint32_t gen)
 {

@@ -771,6 +771,7 @@ static void kq_child_atfork(void)
 	kq_in_fork_child = true;
 	kq__sig_fork_begin();
 	kq__ring_fork(); /* io_uring rings: the parent's */
+	kq__ring_wait_fork();
 	/*
 	 * Orphans (dead, or recycled already) hold a reference that a later
 	 * kq__put() would drop from whatever the struct is by then: the dead

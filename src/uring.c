@@ -20,7 +20,8 @@
  * io_uring cannot be set up at all (ENOSYS, EPERM: io_uring_disabled,
  * seccomp) the process never tries again.  Nothing is decided at build time.
  *
- * Rings: KQ_NRING for the process, made on first use, each under a mutex
+ * Rings: KQ_NCRING for the counts (and KQ_NWRING for uring_wait.c), made
+ * on first use, each under a mutex
  * taken with trylock: a thread that finds them all busy counts with the
  * ioctl instead of waiting.  They are never closed while the process lives:
  * closing a ring makes the kernel queue work to every thread that submitted
@@ -57,7 +58,8 @@
 #define SOCKET_URING_OP_GETSOCKOPT 2
 #endif
 
-#define KQ_NRING   4
+#define KQ_NRING   (KQ_NCRING + KQ_NWRING) /* count rings, then wait rings */
+#define KQ_NCRING  4
 #define KQ_RING_SQ 512 /* a WRITE count is two commands, 256 reports a wait */
 #define CNT_MAX    256
 
@@ -70,18 +72,6 @@
 #define H_NOSUP   2 /* shift: the kernel has no such command (EOPNOTSUPP) */
 #define H_REFUSED 4 /* shift: refused for this fd, for any reason */
 #define H_KIND(h) (((h) >> 6) & 3u)
-
-struct kq_ring {
-	pthread_mutex_t lock; /* trylock: busy means "count with the ioctl" */
-	atomic_int fd;        /* lock to set up; -1: none; kq__ring_evict moves it */
-	bool dead;            /* lock: failed, not used again */
-	unsigned *sq_tail, *cq_head, *cq_tail; /* lock: the shared ring indices */
-	unsigned sq_mask, cq_mask;             /* lock */
-	struct io_uring_sqe *sqes;             /* lock */
-	struct io_uring_cqe *cqes;             /* lock */
-	void *map, *sqemap;                    /* lock */
-	size_t maplen, sqelen;                 /* lock */
-};
 
 static atomic_bool ring_off; /* io_uring cannot be set up in this process */
 /* KQ_CNT_* the kernel has no command for, on TCP [0] and on other stream
@@ -205,6 +195,7 @@ static int ring_map(struct kq_ring *r, int fd, const struct io_uring_params *p)
 	madvise(r->map, r->maplen, MADV_DONTFORK);
 	madvise(r->sqemap, r->sqelen, MADV_DONTFORK);
 	char *m = r->map;
+	r->sq_head = (unsigned *)(m + p->sq_off.head);
 	r->sq_tail = (unsigned *)(m + p->sq_off.tail);
 	r->sq_mask = *(unsigned *)(m + p->sq_off.ring_mask);
 	r->cq_head = (unsigned *)(m + p->cq_off.head);
@@ -249,14 +240,14 @@ static int ring_setup(struct kq_ring *r)
 	return 0;
 }
 
-/* A ring this thread holds (unlock when done), or NULL. */
-static struct kq_ring *ring_take(void)
+/* A ring of rings[base, base + n) this thread holds (unlock when done), or NULL. */
+static struct kq_ring *ring_take(int base, int n)
 {
 	static _Thread_local unsigned pick;
 	if (!pick)
 		pick = atomic_fetch_add_explicit(&next_pick, 1, memory_order_relaxed) + 1;
-	for (int i = 0; i < KQ_NRING; i++) {
-		struct kq_ring *r = &rings[(pick + i) % KQ_NRING];
+	for (int i = 0; i < n; i++) {
+		struct kq_ring *r = &rings[base + (pick + i) % n];
 		if (pthread_mutex_trylock(&r->lock))
 			continue;
 		if (!r->dead && atomic_load_explicit(&r->fd, memory_order_relaxed) < 0 &&
@@ -373,7 +364,7 @@ static void batch(struct kq *kq)
 	/* One command costs what the ioctl does: only to learn what is served. */
 	if (ncmd == 0 || (ncmd < 2 && !probe))
 		return;
-	struct kq_ring *r = ring_take();
+	struct kq_ring *r = ring_take(0, KQ_NCRING);
 	if (!r)
 		return;
 	submit(r, n);
@@ -439,4 +430,9 @@ bool kq__ring_evict(int fd, int moved)
 			return true;
 	}
 	return false;
+}
+
+struct kq_ring *kq__wring_take(void)
+{
+	return ring_take(KQ_NCRING, KQ_NWRING);
 }

@@ -12,6 +12,8 @@
 #ifndef BATON_URING_H
 #define BATON_URING_H
 
+#include <linux/io_uring.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +42,26 @@ bool kq__count_take_in(struct kq *kq, const struct kq_fdent *fe, int *inq);
 bool kq__count_take_out(struct kq *kq, const struct kq_fdent *fe, int *outq, int *sndbuf);
 /* A filter counted fe the slow way: batch that count from the next report on. */
 void kq__count_want(struct kq_fdent *fe, unsigned what);
+
+/*
+ * A private io_uring ring (uring.c), taken whole by one thread at a time
+ * (lock) for one round trip: the counts' pool, and the pool uring_wait.c
+ * hands a kevent()'s re-arms and its wait to.
+ */
+struct kq_ring {
+	pthread_mutex_t lock; /* trylock: busy means "do without" */
+	atomic_int fd;        /* lock to set up; -1: none; kq__ring_evict moves it */
+	bool dead;            /* lock: failed, not used again */
+	unsigned *sq_head, *sq_tail, *cq_head, *cq_tail; /* lock: the shared ring indices */
+	unsigned sq_mask, cq_mask;                       /* lock */
+	struct io_uring_sqe *sqes;                       /* lock */
+	struct io_uring_cqe *cqes;                       /* lock */
+	void *map, *sqemap;                              /* lock */
+	size_t maplen, sqelen;                           /* lock */
+};
+#define KQ_NWRING 64 /* wait rings: threads beyond that many wait with epoll_wait() */
+/* A wait ring, held (unlocked when done; uring_wait.c keeps it per thread), or NULL. */
+struct kq_ring *kq__wring_take(void);
 
 void kq__ring_fork(void);               /* fork child: forget the parent's rings */
 bool kq__ring_evict(int fd, int moved); /* dup2() onto a ring's number: it moved */

@@ -1,0 +1,372 @@
+/*
+ * The io_uring wait (BATON_URING_WAIT=1; epoll's own calls are the default).
+ *
+ * A thread serving EV_DISPATCH or serial knotes re-arms each event it
+ * handled (EV_ENABLE in its next changelist): with epoll that is one
+ * EPOLL_CTL_MOD system call per event, then epoll_wait().  Here the re-arms
+ * fe_sync() would make for the call's changes are queued (up to
+ * KQ_DEFER_MAX), and the first wait of the call hands them to the kernel
+ * with the wait itself: IORING_OP_EPOLL_CTL for each and IORING_OP_EPOLL_WAIT
+ * (Linux 6.15) in one io_uring_enter, which returns when all are done.
+ *
+ * Only re-arms of oneshot registrations are queued: making one again is
+ * harmless (the knotes' state, under fe_lock, decides what is delivered),
+ * while a redundant modification of an edge registration would report its
+ * bits again.  A queued re-arm names the fd by its number and may run after
+ * the change that queued it released fe_lock, so a later change of the
+ * registration (another thread's, or a close and a new file on the number
+ * and its EV_ADD) may run first; even one made earlier may, if it was
+ * queued by a thread that submitted later.  Every change of a registration
+ * moves fe_regseq: a re-arm whose fe_regseq moved on is made again from the
+ * knotes once it has run (kq__fd_rearm_done), before the call returns, and
+ * a stale generation it put in the kernel only makes reports be dropped
+ * until then.  Nothing is lost: the kernel looks at the file again on each
+ * modification.  What a queued re-arm cannot do is fail the change: the
+ * file closed where the hooks could not see it (ENOENT) takes its knotes
+ * away after the EV_ENABLE was reported done, not with an error for it.
+ *
+ * Rings: KQ_NWRING of uring.c's private rings (never closed: see uring.c).
+ * A thread that queued re-arms takes one and keeps it until it exits, and
+ * from then on every wait of its outermost calls that may sleep goes
+ * through it: io_uring sends a thread task work (TWA_SIGNAL) for its
+ * requests, even after they completed (an io-wq worker that blocked on the
+ * epoll's mutex for a re-arm asks it to start another), and that ends a
+ * sleeping epoll_wait() with EINTR, but not io_uring's own wait, which runs
+ * the work and waits on.  A thread that finds every ring taken, a nested
+ * call (a signal handler's kevent()), and a kernel without the operations
+ * make the re-arms with epoll_ctl() as before.  A timeout or a signal ends
+ * the wait with IORING_OP_ASYNC_CANCEL; events the wait took meanwhile are
+ * delivered, not dropped.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kq_private.h"
+#include "uring.h"
+
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#define OP_EPOLL_WAIT 59 /* Linux 6.15's uapi; Debian 12's headers are 6.1's */
+
+#define KQ_DEFER_MAX 64
+#define UD_WAIT      (~0ULL)
+#define UD_CANCEL    (~0ULL - 1)
+
+enum { MODE_UNSET, MODE_OFF, MODE_ON };
+static atomic_int mode;
+
+/* The re-arms of this thread's kevent() call, while it applies changes (open). */
+struct rearm {
+	struct kq_fdent *fe;
+	struct epoll_event ev;
+	uint32_t seq; /* fe_regseq it was queued under */
+	int res;
+	bool done;
+};
+static _Thread_local struct {
+	struct kq *kq; /* the call's kqueue while it may queue, or NULL */
+	int n;
+	struct rearm q[KQ_DEFER_MAX];
+} dq;
+
+static bool enabled(void)
+{
+	int m = atomic_load_explicit(&mode, memory_order_relaxed);
+	if (__builtin_expect(m == MODE_UNSET, 0)) {
+		const char *e = getenv("BATON_URING_WAIT");
+		m = e && *e && strcmp(e, "0") ? MODE_ON : MODE_OFF;
+		atomic_store_explicit(&mode, m, memory_order_relaxed);
+	}
+	return m == MODE_ON;
+}
+
+void kq__defer_begin(struct kq *kq)
+{
+	if (kq__depth == 1 && enabled())
+		dq.kq = kq;
+}
+
+void kq__defer_close(void)
+{
+	if (kq__depth == 1)
+		dq.kq = NULL;
+}
+
+static struct rearm *queued(const struct kq_fdent *fe)
+{
+	for (int i = 0; i < dq.n; i++)
+		if (dq.q[i].fe == fe)
+			return &dq.q[i];
+	return NULL;
+}
+
+bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64_t data)
+{
+	if (dq.kq != kq || kq__depth != 1)
+		return false;
+	/* A second re-arm of the fd in the changelist replaces the first. */
+	struct rearm *r = queued(fe);
+	if (!r && dq.n == KQ_DEFER_MAX)
+		return false;
+	if (!r)
+		r = &dq.q[dq.n++];
+	r->fe = fe;
+	r->ev.events = events;
+	r->ev.data.u64 = data;
+	r->seq = atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed);
+	r->done = false;
+	return true;
+}
+
+void kq__defer_drop(struct kq *kq, struct kq_fdent *fe)
+{
+	struct rearm *r;
+	if (dq.kq == kq && kq__depth == 1 && (r = queued(fe)))
+		*r = dq.q[--dq.n];
+}
+
+/* The queued re-arms have run (or failed): look at each (no lock held). */
+static void finish(struct kq *kq)
+{
+	for (int i = 0; i < dq.n; i++) {
+		struct rearm *r = &dq.q[i];
+		if (!r->done)
+			r->res = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, r->fe->fe_fd, r->ev.events,
+			                    r->ev.data.u64);
+		/* The common case needs no lock: nothing came after it. */
+		if (r->res ||
+		    atomic_load_explicit(&r->fe->fe_regseq, memory_order_acquire) != r->seq)
+			kq__fd_rearm_done(kq, r->fe, r->seq, r->res);
+	}
+	dq.n = 0;
+}
+
+void kq__defer_flush(struct kq *kq)
+{
+	if (kq__depth != 1)
+		return;
+	dq.kq = NULL;
+	if (dq.n)
+		finish(kq);
+}
+
+static struct io_uring_sqe *sqe_at(struct kq_ring *r, unsigned slot)
+{
+	struct io_uring_sqe *s = &r->sqes[slot & r->sq_mask];
+	memset(s, 0, sizeof(*s));
+	return s;
+}
+
+/* Takes the ring's completions; the wait's result in *wres (-1: not yet). */
+static int reap(struct kq_ring *r, long *wres)
+{
+	int seen = 0;
+	unsigned head = *r->cq_head;
+	unsigned end = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
+	for (; head != end; head++, seen++) {
+		const struct io_uring_cqe *c = &r->cqes[head & r->cq_mask];
+		if (c->user_data == UD_WAIT) {
+			*wres = c->res;
+		} else if (c->user_data < (uint64_t)dq.n) {
+			dq.q[c->user_data].res = c->res;
+			dq.q[c->user_data].done = true;
+		}
+	}
+	atomic_store_explicit((_Atomic unsigned *)r->cq_head, head, memory_order_release);
+	return seen;
+}
+
+static long enter(int fd, unsigned submit, unsigned want, int ms)
+{
+	struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	struct io_uring_getevents_arg arg = {.ts = ms >= 0 ? (uint64_t)(uintptr_t)&ts : 0};
+	long got = syscall(__NR_io_uring_enter, fd, submit, want,
+	                   IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+	return got < 0 ? -errno : got;
+}
+
+static void cancel_wait(struct kq_ring *r)
+{
+	unsigned tail = *r->sq_tail;
+	struct io_uring_sqe *s = sqe_at(r, tail);
+	s->opcode = IORING_OP_ASYNC_CANCEL;
+	s->addr = UD_WAIT;
+	s->user_data = UD_CANCEL;
+	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+}
+
+/*
+ * The re-arms and (ms != 0) the wait in ring r.  The first io_uring_enter
+ * submits both and returns once the re-arms are done (at once, unless the
+ * kernel handed one to a worker): their results are looked at before the
+ * wait may sleep, so that a re-arm that overtook another thread's change is
+ * made good at once, not when this thread wakes.  Most often the wait is
+ * done too (events were ready); else a second enter waits for it.  Returns
+ * the wait's result as kq__ep_wait() would, or -ENOSYS: the ring did not
+ * take the wait (the caller waits with epoll_wait()).
+ */
+static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int ms)
+{
+	int fd = atomic_load_explicit(&r->fd, memory_order_relaxed);
+	unsigned tail = *r->sq_tail, k = 0;
+	for (int i = 0; i < dq.n; i++) {
+		struct io_uring_sqe *s = sqe_at(r, tail + k++);
+		s->opcode = IORING_OP_EPOLL_CTL;
+		s->fd = kq->kq_epfd;
+		s->len = EPOLL_CTL_MOD; /* the op in len, the target in off */
+		s->off = (uint64_t)dq.q[i].fe->fe_fd;
+		s->addr = (uint64_t)(uintptr_t)&dq.q[i].ev;
+		s->user_data = (uint64_t)i;
+	}
+	unsigned nctl = k;
+	bool waits = ms != 0; /* a poll needs no ring: epoll_wait() after */
+	if (waits) {
+		struct io_uring_sqe *s = sqe_at(r, tail + k++);
+		s->opcode = OP_EPOLL_WAIT;
+		s->fd = kq->kq_epfd;
+		s->addr = (uint64_t)(uintptr_t)evbuf;
+		s->len = (unsigned)max;
+		s->user_data = UD_WAIT;
+	}
+	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + k, memory_order_release);
+	int64_t deadline = ms > 0 ? kq__now_ns() + (int64_t)ms * 1000000 : 0;
+	/* No re-arms: the first enter waits too (back early: a signal) */
+	bool bare = nctl == 0;
+	long got = bare ? enter(fd, k, 1, ms) : enter(fd, k, nctl, -1);
+	unsigned taken =
+	        atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire) - tail;
+	if (taken != k) {
+		/* Refused (no memory...): what it did not take is left out,
+		 * done by the caller, and the ring is not used again. */
+		r->dead = true;
+		*r->sq_tail = tail + taken;
+		if (taken < nctl)
+			nctl = taken;
+		waits = false;
+	}
+	long wres = -1;
+	reap(r, &wres);
+	for (;;) {
+		unsigned ctls = 0;
+		for (int i = 0; i < (int)nctl; i++)
+			ctls += dq.q[i].done;
+		if (ctls == nctl)
+			break;
+		got = enter(fd, 0, nctl - ctls, -1);
+		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR) {
+			r->dead = true; /* lost: never seen here (finish() makes them) */
+			break;
+		}
+	}
+	finish(kq);
+	if (!waits)
+		return taken == k ? kq__ep_wait(kq->kq_epfd, evbuf, max, 0) : -ENOSYS;
+	bool cancelled = false, interrupted = false, expired = false;
+	if (bare && wres == -1) {
+		if (ms > 0 && kq__now_ns() >= deadline)
+			expired = true;
+		else
+			interrupted = true;
+	}
+	while (wres == -1) {
+		int wait_ms = -1;
+		if (!cancelled && ms > 0 && !expired && !interrupted) {
+			int64_t rest = deadline - kq__now_ns();
+			expired = rest <= 0;
+			wait_ms = (int)((rest + 999999) / 1000000);
+		}
+		if (!cancelled && (expired || interrupted)) {
+			cancel_wait(r);
+			cancelled = true;
+			got = enter(fd, 1, 1, -1);
+		} else {
+			got = enter(fd, 0, 1, wait_ms);
+			if (!cancelled && got == -EINTR)
+				interrupted = true;
+			else if (!cancelled && got == -ETIME)
+				expired = true;
+		}
+		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR && got != -ETIME) {
+			r->dead = true; /* lost: the ring is not used again */
+			return cancelled ? (interrupted ? -EINTR : 0) : (int)got;
+		}
+	}
+	if (wres >= 0)
+		return (int)wres; /* events taken, even by a cancelled wait */
+	if (wres == -EINVAL || wres == -EOPNOTSUPP) {
+		/* no IORING_OP_EPOLL_WAIT here: epoll's calls from now on */
+		atomic_store_explicit(&mode, MODE_OFF, memory_order_relaxed);
+		return -ENOSYS;
+	}
+	if (wres == -ECANCELED || wres == -EAGAIN)
+		return interrupted ? -EINTR : 0;
+	return (int)wres;
+}
+
+/* This thread's ring, kept until it exits (ring_key's destructor). */
+static _Thread_local struct kq_ring *own;
+static _Thread_local unsigned own_retry; /* none was free: calls until the next try */
+static pthread_key_t ring_key;
+static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
+
+static void ring_give_back(void *r)
+{
+	pthread_mutex_unlock(&((struct kq_ring *)r)->lock);
+}
+
+static void ring_key_make(void)
+{
+	if (pthread_key_create(&ring_key, ring_give_back))
+		ring_key = (pthread_key_t)-1;
+}
+
+static struct kq_ring *own_ring(void)
+{
+	if (own || own_retry-- > 0)
+		return own;
+	pthread_once(&ring_key_once, ring_key_make);
+	struct kq_ring *r = ring_key == (pthread_key_t)-1 ? NULL : kq__wring_take();
+	if (r && pthread_setspecific(ring_key, r)) {
+		pthread_mutex_unlock(&r->lock);
+		r = NULL;
+	}
+	own_retry = r ? 0 : 1024;
+	return own = r;
+}
+
+void kq__ring_wait_fork(void)
+{
+	/* uring.c's kq__ring_fork made the rings anew, unlocked */
+	if (own)
+		pthread_setspecific(ring_key, NULL);
+	own = NULL;
+	own_retry = 0;
+}
+
+int kq__ep_wait_kq(struct kq *kq, void *evbuf, int max, int ms)
+{
+	/* A thread with a ring waits in it (see the top of the file). */
+	if (__builtin_expect(dq.n == 0, 1) && (!own || ms == 0 || kq__depth != 1))
+		return kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+	if (kq__depth != 1 || dq.kq)
+		return kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
+#ifdef BATON_TEST_HOOKS
+	/* tests: other threads' changes overtake the queued re-arms */
+	const char *delay = getenv("BATON_TEST_REARM_DELAY_MS");
+	if (delay)
+		usleep((useconds_t)atoi(delay) * 1000);
+#endif
+	struct kq_ring *r = own_ring();
+	int res = -ENOSYS;
+	if (r && !r->dead && atomic_load_explicit(&mode, memory_order_relaxed) == MODE_ON)
+		res = ring_wait(kq, r, evbuf, max, ms);
+	else
+		finish(kq);
+	return res == -ENOSYS ? kq__ep_wait(kq->kq_epfd, evbuf, max, ms) : res;
+}
