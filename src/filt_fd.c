@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -808,15 +809,16 @@ static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink 
 void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res)
 {
 	fe_enter(kq, fe);
-	if (atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed) != seq ||
-	    (res && res != -ENOENT && res != -EBADF)) {
-		if (fe->fe_inepoll) {
-			/* armed: fe_sync() takes an unwanted one out (DEL, new gen) */
-			fe->fe_armed = !fe_desired(fe);
-			fe_sync(kq, fe);
-		}
-	} else if (res) {
+	bool moved = atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed) != seq;
+	bool gone = res == -ENOENT || res == -EBADF || res == -EPERM; /* EPERM: now a file */
+	if (gone && !moved) {
 		fe_forget(kq, fe);
+	} else if (!gone && (moved || res) && fe->fe_inepoll) {
+		/* It landed on a newer registration, or failed: made anew (a
+		 * miss changed nothing).  Armed: fe_sync() takes an unwanted
+		 * one out (DEL, new gen). */
+		fe->fe_armed = !fe_desired(fe);
+		fe_sync(kq, fe);
 	}
 	fe_leave(kq, fe);
 }
@@ -983,5 +985,14 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 		fe_enter(kq, fe); /* applies it */
 		kq__mutex_unlock(&fe->fe_lock);
 		kq__vnode_close(kq, fd); /* without a lock, filt_vnode.c sees fe_closegen */
+		/*
+		 * A re-arm another thread's call queued names the number: run
+		 * after the close, it could take over whatever gets the number
+		 * next (a pidfd, a signalfd of ours: no fd entry to repair it).
+		 * That call holds no lock we hold and ends its re-arms within
+		 * the call (uring_wait.c).
+		 */
+		while (atomic_load(&fe->fe_rearms))
+			sched_yield();
 	}
 }

@@ -281,6 +281,9 @@ struct kq_fdent {
 	/* fe_lock; moves with every epoll_ctl on the fd's registration, made
 	 * or queued (uring_wait.c: a queued re-arm may run after a later one) */
 	atomic_uint fe_regseq;
+	/* re-arms of the fd queued or in flight (uring_wait.c): the close hook
+	 * waits for them, so that the number is not reused under one */
+	atomic_uint fe_rearms;
 	atomic_bool
 	        fe_inepoll; /* fe_lock to change; registered in epoll (the close hook reads it) */
 	bool fe_armed;      /* fe_lock; false once an EPOLLONESHOT fired */

@@ -58,6 +58,7 @@ struct kq_ring {
 	struct io_uring_cqe *cqes;                       /* lock */
 	void *map, *sqemap;                              /* lock */
 	size_t maplen, sqelen;                           /* lock */
+	struct epoll_event *wbuf; /* lock; uring_wait.c's, never freed: a wait's events */
 };
 #define KQ_NWRING 64 /* wait rings: threads beyond that many wait with epoll_wait() */
 /* A wait ring, held (unlocked when done; uring_wait.c keeps it per thread), or NULL. */

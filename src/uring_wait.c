@@ -52,9 +52,13 @@
 #ifndef __NR_io_uring_enter
 #define __NR_io_uring_enter 426
 #endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
 #define OP_EPOLL_WAIT 59 /* Linux 6.15's uapi; Debian 12's headers are 6.1's */
 
 #define KQ_DEFER_MAX 64
+#define KQ_WAIT_MAX  256 /* events one wait takes (kevent.c's KQ_EVBUF) */
 #define UD_WAIT      (~0ULL)
 #define UD_CANCEL    (~0ULL - 1)
 
@@ -114,8 +118,10 @@ bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64
 	struct rearm *r = queued(fe);
 	if (!r && dq.n == KQ_DEFER_MAX)
 		return false;
-	if (!r)
+	if (!r) {
 		r = &dq.q[dq.n++];
+		atomic_fetch_add(&fe->fe_rearms, 1);
+	}
 	r->fe = fe;
 	r->ev.events = events;
 	r->ev.data.u64 = data;
@@ -127,8 +133,10 @@ bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64
 void kq__defer_drop(struct kq *kq, struct kq_fdent *fe)
 {
 	struct rearm *r;
-	if (dq.kq == kq && kq__depth == 1 && (r = queued(fe)))
+	if (dq.kq == kq && kq__depth == 1 && (r = queued(fe))) {
+		atomic_fetch_sub(&fe->fe_rearms, 1);
 		*r = dq.q[--dq.n];
+	}
 }
 
 /* The queued re-arms have run (or failed): look at each (no lock held). */
@@ -143,6 +151,7 @@ static void finish(struct kq *kq)
 		if (r->res ||
 		    atomic_load_explicit(&r->fe->fe_regseq, memory_order_acquire) != r->seq)
 			kq__fd_rearm_done(kq, r->fe, r->seq, r->res);
+		atomic_fetch_sub(&r->fe->fe_rearms, 1);
 	}
 	dq.n = 0;
 }
@@ -182,8 +191,9 @@ static int reap(struct kq_ring *r, long *wres)
 	return seen;
 }
 
-static long enter(int fd, unsigned submit, unsigned want, int ms)
+static long enter(struct kq_ring *r, unsigned submit, unsigned want, int ms)
 {
+	int fd = atomic_load_explicit(&r->fd, memory_order_relaxed); /* dup2 may move it */
 	struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
 	struct io_uring_getevents_arg arg = {.ts = ms >= 0 ? (uint64_t)(uintptr_t)&ts : 0};
 	long got = syscall(__NR_io_uring_enter, fd, submit, want,
@@ -213,7 +223,8 @@ static void cancel_wait(struct kq_ring *r)
  */
 static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int ms)
 {
-	int fd = atomic_load_explicit(&r->fd, memory_order_relaxed);
+	if (max > KQ_WAIT_MAX)
+		max = KQ_WAIT_MAX;
 	unsigned tail = *r->sq_tail, k = 0;
 	for (int i = 0; i < dq.n; i++) {
 		struct io_uring_sqe *s = sqe_at(r, tail + k++);
@@ -230,7 +241,9 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		struct io_uring_sqe *s = sqe_at(r, tail + k++);
 		s->opcode = OP_EPOLL_WAIT;
 		s->fd = kq->kq_epfd;
-		s->addr = (uint64_t)(uintptr_t)evbuf;
+		/* the ring's buffer: if the wait could not be seen to its end
+		 * (the ring failed), the kernel writes nothing into the caller's */
+		s->addr = (uint64_t)(uintptr_t)r->wbuf;
 		s->len = (unsigned)max;
 		s->user_data = UD_WAIT;
 	}
@@ -238,7 +251,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	int64_t deadline = ms > 0 ? kq__now_ns() + (int64_t)ms * 1000000 : 0;
 	/* No re-arms: the first enter waits too (back early: a signal) */
 	bool bare = nctl == 0;
-	long got = bare ? enter(fd, k, 1, ms) : enter(fd, k, nctl, -1);
+	long got = bare ? enter(r, k, 1, ms) : enter(r, k, nctl, -1);
 	unsigned taken =
 	        atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire) - tail;
 	if (taken != k) {
@@ -258,7 +271,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 			ctls += dq.q[i].done;
 		if (ctls == nctl)
 			break;
-		got = enter(fd, 0, nctl - ctls, -1);
+		got = enter(r, 0, nctl - ctls, -1);
 		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR) {
 			r->dead = true; /* lost: never seen here (finish() makes them) */
 			break;
@@ -284,9 +297,9 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		if (!cancelled && (expired || interrupted)) {
 			cancel_wait(r);
 			cancelled = true;
-			got = enter(fd, 1, 1, -1);
+			got = enter(r, 1, 1, -1);
 		} else {
-			got = enter(fd, 0, 1, wait_ms);
+			got = enter(r, 0, 1, wait_ms);
 			if (!cancelled && got == -EINTR)
 				interrupted = true;
 			else if (!cancelled && got == -ETIME)
@@ -294,16 +307,15 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		}
 		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR && got != -ETIME) {
 			r->dead = true; /* lost: the ring is not used again */
-			return cancelled ? (interrupted ? -EINTR : 0) : (int)got;
+			return cancelled ? (interrupted ? -EINTR : 0) : -ENOSYS;
 		}
 	}
-	if (wres >= 0)
-		return (int)wres; /* events taken, even by a cancelled wait */
-	if (wres == -EINVAL || wres == -EOPNOTSUPP) {
-		/* no IORING_OP_EPOLL_WAIT here: epoll's calls from now on */
-		atomic_store_explicit(&mode, MODE_OFF, memory_order_relaxed);
-		return -ENOSYS;
+	if (wres >= 0) { /* events taken, even by a cancelled wait */
+		memcpy(evbuf, r->wbuf, sizeof(struct epoll_event) * (size_t)wres);
+		return (int)wres;
 	}
+	if (wres == -EINVAL || wres == -EOPNOTSUPP)
+		return -ENOSYS; /* epoll_wait() says what is wrong */
 	if (wres == -ECANCELED || wres == -EAGAIN)
 		return interrupted ? -EINTR : 0;
 	return (int)wres;
@@ -326,13 +338,37 @@ static void ring_key_make(void)
 		ring_key = (pthread_key_t)-1;
 }
 
+/* Does the kernel have both operations?  Asked once (IORING_REGISTER_PROBE). */
+static bool ops_supported(int fd)
+{
+	struct {
+		struct io_uring_probe p;
+		struct io_uring_probe_op ops[OP_EPOLL_WAIT + 1];
+	} pr;
+	memset(&pr, 0, sizeof(pr));
+	if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_PROBE, &pr, OP_EPOLL_WAIT + 1) < 0)
+		return false;
+	return pr.p.ops_len > OP_EPOLL_WAIT &&
+	       (pr.ops[IORING_OP_EPOLL_CTL].flags & IO_URING_OP_SUPPORTED) &&
+	       (pr.ops[OP_EPOLL_WAIT].flags & IO_URING_OP_SUPPORTED);
+}
+
 static struct kq_ring *own_ring(void)
 {
 	if (own || own_retry-- > 0)
 		return own;
 	pthread_once(&ring_key_once, ring_key_make);
 	struct kq_ring *r = ring_key == (pthread_key_t)-1 ? NULL : kq__wring_take();
-	if (r && pthread_setspecific(ring_key, r)) {
+	if (r && !r->wbuf)
+		r->wbuf = malloc(sizeof(struct epoll_event) * KQ_WAIT_MAX);
+	static atomic_int probed; /* 0: not yet, 1: yes, 2: no */
+	if (r && !atomic_load_explicit(&probed, memory_order_relaxed))
+		atomic_store(&probed,
+		             ops_supported(atomic_load_explicit(&r->fd, memory_order_relaxed)) ? 1
+		                                                                               : 2);
+	if (atomic_load(&probed) == 2) /* before 6.15: epoll's calls */
+		atomic_store_explicit(&mode, MODE_OFF, memory_order_relaxed);
+	if (r && (!r->wbuf || atomic_load(&probed) == 2 || pthread_setspecific(ring_key, r))) {
 		pthread_mutex_unlock(&r->lock);
 		r = NULL;
 	}

@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -120,11 +122,11 @@ static void *enable_and_wait(void *arg)
 }
 
 /*
- * A queued re-arm (old file, old generation) runs after another thread
- * closed the number, put a new readable socket on it and added a dispatch
- * knote for it: the stale re-arm must not leave the new registration with
- * the old generation (its reports dropped, its oneshot spent): the new
- * knote reports, once.  (Test builds hold the re-arm back for 300 ms.)
+ * Another thread closes the number (dup2 of a new readable socket onto it)
+ * and adds a dispatch knote for the new socket while an EV_ENABLE of the
+ * old one's knote is queued: the new knote reports, once, with its udata
+ * (the close waits for the queued re-arm, which must not land on the new
+ * registration).  Test builds hold the re-arm back for 300 ms.
  */
 static void rearm_overtaken_by_close_and_new_file(void)
 {
@@ -154,6 +156,84 @@ static void rearm_overtaken_by_close_and_new_file(void)
 	close(ov_fd);
 	close(sv[1]);
 	close(nv[1]);
+	close(ov_kq);
+}
+
+/*
+ * The same, overtaken by another thread's changes of the same fd: its
+ * READ knote deleted and a WRITE knote added (a new registration, a new
+ * generation) while the EV_ENABLE of READ is queued.  The queued re-arm
+ * lands on the new registration with the old mask and generation: the
+ * writable socket must still report WRITE, once.  (Failed before
+ * fe_regseq: the WRITE never came.)
+ */
+static void rearm_overtaken_by_another_thread(void)
+{
+	int sv[2];
+	ov_kq = kq_new();
+	ov_fd = fired_dispatch(ov_kq, sv);
+	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
+	usleep(100 * 1000); /* the EV_ENABLE is queued, not yet sent */
+	KOK(ov_kq, ov_fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	KOK(ov_kq, ov_fd, EVFILT_WRITE, EV_ADD | EV_DISPATCH, 0, 0, UD(9));
+	pthread_join(t, NULL);
+	unsetenv("BATON_TEST_REARM_DELAY_MS");
+	struct kevent ev[2];
+	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, 1000);
+	CHECK_EQ(ov_n + n, 1);
+	struct kevent got = ov_n == 1 ? ov_ev : ev[0];
+	CHECK_EQ(got.ident, ov_fd);
+	CHECK_EQ(got.filter, EVFILT_WRITE);
+	CHECK(got.udata == UD(9));
+	EXPECT_NONE(ov_kq, 50);
+	close(sv[0]);
+	close(sv[1]);
+	close(ov_kq);
+}
+
+/*
+ * close() while another thread's re-arm of the number is queued, and the
+ * number goes to a descriptor of the library's own (EVFILT_PROC's pidfd,
+ * the lowest free number under a low fd limit): the re-arm must not take that registration over
+ * (the exit would be reported with the socket's tag and dropped).  The
+ * close waits for the queued re-arm.  (Failed before: NOTE_EXIT was lost.)
+ */
+static void rearm_does_not_take_over_the_next_descriptor(void)
+{
+	int sv[2];
+	ov_kq = kq_new();
+	ov_fd = fired_dispatch(ov_kq, sv);
+	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
+	usleep(100 * 1000);
+	/* a low limit keeps the library's descriptors where they are made
+	 * (kq__private_fd moves them near the limit): the pidfd gets ov_fd */
+	struct rlimit old, low;
+	CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	low = old;
+	low.rlim_cur = 40;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(close(ov_fd) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(7);
+	KOK(ov_kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(3));
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	pthread_join(t, NULL);
+	unsetenv("BATON_TEST_REARM_DELAY_MS");
+	struct kevent ev[2];
+	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, 2000);
+	CHECK_EQ(ov_n + n, 1);
+	struct kevent got = ov_n == 1 ? ov_ev : ev[0];
+	CHECK_EQ(got.ident, pid);
+	CHECK_EQ(got.filter, EVFILT_PROC);
+	CHECK(got.fflags & NOTE_EXIT);
+	CHECK(waitpid(pid, NULL, 0) == pid);
+	close(sv[1]);
 	close(ov_kq);
 }
 
@@ -284,6 +364,8 @@ int main(void)
 	RUN(rearm_overtaken_by_a_sibling);
 	RUN(rearms_of_many_fds_in_one_call);
 	RUN(rearm_overtaken_by_close_and_new_file);
+	RUN(rearm_overtaken_by_another_thread);
+	RUN(rearm_does_not_take_over_the_next_descriptor);
 	RUN(rearm_then_timeout);
 	RUN(rearm_then_signal);
 	RUN(threads_rearm_and_wait);
