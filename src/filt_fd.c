@@ -67,6 +67,15 @@ static inline void fe_seq_move(struct kq_fdent *fe, int by)
 	                      memory_order_release);
 }
 
+/* Has fe a knote in a serial group? */
+static inline bool fe_has_serial(const struct kq_fdent *fe)
+{
+	for (int k = 0; k < FE_NKN; k++)
+		if ((fe->fe_kn[k].kn_status & KN_ATTACHED) && kn_serial(&fe->fe_kn[k]))
+			return true;
+	return false;
+}
+
 static inline bool fe_busy(const struct kq_fdent *fe)
 {
 	uint16_t st = 0;
@@ -97,7 +106,7 @@ static bool kn_wants_kernel(const struct knote *kn)
  * on it are re-checked through the ready queue instead, and edges seen while
  * a knote is disabled are remembered (KN_PENDING) for EV_ENABLE.
  */
-static uint32_t fe_desired(const struct kq_fdent *fe)
+static inline __attribute__((always_inline)) uint32_t fe_desired(const struct kq_fdent *fe)
 {
 	uint32_t mask = 0, all = 0;
 	bool all_dispatch = true, edge = false;
@@ -177,7 +186,8 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		/* A fired oneshot registration reports nothing: leave it. */
 		if (fe->fe_inepoll && fe->fe_armed) {
 			fe_seq_move(fe, 1);
-			kq__defer_drop(kq, fe);
+			if (kq__defer_kq)
+				kq__defer_drop(kq, fe);
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
 			fe->fe_inepoll = false;
 			fe->fe_gen++; /* a report already taken is stale now (I4) */
@@ -192,19 +202,27 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		return 0;
 	fe_seq_move(fe, 1);
 	if (!fe->fe_inepoll) {
-		kq__defer_drop(kq, fe);
+		if (kq__defer_kq)
+			kq__defer_drop(kq, fe);
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_ADD, fe->fe_fd, want, data);
 		if (err == -EEXIST) /* a stale registration of a dup'd file */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 	} else {
-		/* A oneshot re-arm may go with this call's wait (uring_wait.c):
-		 * its result is looked at there (kq__fd_rearm_done). */
-		if ((want & EPOLLONESHOT) && kq__defer_rearm(kq, fe, want, data)) {
+		/*
+		 * A oneshot re-arm may go with this call's wait (uring_wait.c):
+		 * its result is looked at there (kq__fd_rearm_done).  Not a
+		 * serial group's: queued, they made B2-serial at 4-8 threads
+		 * 0.4-0.6x as fast, with reports of drained sockets (cause not
+		 * found; measured in bench/README).
+		 */
+		if (kq__defer_kq == kq && (want & EPOLLONESHOT) && !fe_has_serial(fe) &&
+		    kq__defer_rearm(kq, fe, want, data)) {
 			fe->fe_armed = true;
 			fe->fe_regmask = want;
 			return 0;
 		}
-		kq__defer_drop(kq, fe);
+		if (kq__defer_kq)
+			kq__defer_drop(kq, fe);
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 		if (err == -ENOENT || err == -EBADF) {
 			/*

@@ -615,6 +615,7 @@ int kq__ep_wait(int epfd, void *evbuf, int max, int timeout_ms);
  * now; kq__defer_drop() forgets it for one made now), kq__defer_close() ends the changes, kq__ep_wait_kq() sends what is
  * queued with the wait, kq__defer_flush() sends what is left at the end.
  */
+extern _Thread_local struct kq *kq__defer_kq __attribute__((tls_model("initial-exec")));
 void kq__defer_begin(struct kq *kq);
 bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64_t data);
 void kq__defer_drop(struct kq *kq, struct kq_fdent *fe); /* a change made now overrides it */

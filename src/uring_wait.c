@@ -73,11 +73,23 @@ struct rearm {
 	int res;
 	bool done;
 };
-static _Thread_local struct {
-	struct kq *kq; /* the call's kqueue while it may queue, or NULL */
+/* Made for a thread at its first queued call: most threads never need it. */
+struct dqueue {
 	int n;
 	struct rearm q[KQ_DEFER_MAX];
-} dq;
+};
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static _Thread_local struct dqueue *dq TLS_IE;
+/* The call's kqueue while its changes may queue re-arms, or NULL. */
+_Thread_local struct kq *kq__defer_kq TLS_IE;
+static pthread_key_t dq_key;
+static pthread_once_t dq_key_once = PTHREAD_ONCE_INIT;
+
+static void dq_key_make(void)
+{
+	if (pthread_key_create(&dq_key, free))
+		dq_key = (pthread_key_t)-1;
+}
 
 static bool enabled(void)
 {
@@ -92,34 +104,45 @@ static bool enabled(void)
 
 void kq__defer_begin(struct kq *kq)
 {
-	if (kq__depth == 1 && enabled())
-		dq.kq = kq;
+	if (kq__depth != 1 || !enabled())
+		return;
+	if (!dq) {
+		pthread_once(&dq_key_once, dq_key_make);
+		if (dq_key == (pthread_key_t)-1 || !(dq = calloc(1, sizeof(*dq))))
+			return;
+		if (pthread_setspecific(dq_key, dq)) {
+			free(dq);
+			dq = NULL;
+			return;
+		}
+	}
+	kq__defer_kq = kq;
 }
 
 void kq__defer_close(void)
 {
 	if (kq__depth == 1)
-		dq.kq = NULL;
+		kq__defer_kq = NULL;
 }
 
 static struct rearm *queued(const struct kq_fdent *fe)
 {
-	for (int i = 0; i < dq.n; i++)
-		if (dq.q[i].fe == fe)
-			return &dq.q[i];
+	for (int i = 0; i < dq->n; i++)
+		if (dq->q[i].fe == fe)
+			return &dq->q[i];
 	return NULL;
 }
 
 bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64_t data)
 {
-	if (dq.kq != kq || kq__depth != 1)
+	if (kq__defer_kq != kq || kq__depth != 1)
 		return false;
 	/* A second re-arm of the fd in the changelist replaces the first. */
 	struct rearm *r = queued(fe);
-	if (!r && dq.n == KQ_DEFER_MAX)
+	if (!r && dq->n == KQ_DEFER_MAX)
 		return false;
 	if (!r) {
-		r = &dq.q[dq.n++];
+		r = &dq->q[dq->n++];
 		atomic_fetch_add(&fe->fe_rearms, 1);
 	}
 	r->fe = fe;
@@ -133,17 +156,17 @@ bool kq__defer_rearm(struct kq *kq, struct kq_fdent *fe, uint32_t events, uint64
 void kq__defer_drop(struct kq *kq, struct kq_fdent *fe)
 {
 	struct rearm *r;
-	if (dq.kq == kq && kq__depth == 1 && (r = queued(fe))) {
+	if (kq__defer_kq == kq && kq__depth == 1 && (r = queued(fe))) {
 		atomic_fetch_sub(&fe->fe_rearms, 1);
-		*r = dq.q[--dq.n];
+		*r = dq->q[--dq->n];
 	}
 }
 
 /* The queued re-arms have run (or failed): look at each (no lock held). */
 static void finish(struct kq *kq)
 {
-	for (int i = 0; i < dq.n; i++) {
-		struct rearm *r = &dq.q[i];
+	for (int i = 0; i < dq->n; i++) {
+		struct rearm *r = &dq->q[i];
 		if (!r->done)
 			r->res = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, r->fe->fe_fd, r->ev.events,
 			                    r->ev.data.u64);
@@ -153,15 +176,15 @@ static void finish(struct kq *kq)
 			kq__fd_rearm_done(kq, r->fe, r->seq, r->res);
 		atomic_fetch_sub(&r->fe->fe_rearms, 1);
 	}
-	dq.n = 0;
+	dq->n = 0;
 }
 
 void kq__defer_flush(struct kq *kq)
 {
 	if (kq__depth != 1)
 		return;
-	dq.kq = NULL;
-	if (dq.n)
+	kq__defer_kq = NULL;
+	if (dq && dq->n)
 		finish(kq);
 }
 
@@ -182,9 +205,9 @@ static int reap(struct kq_ring *r, long *wres)
 		const struct io_uring_cqe *c = &r->cqes[head & r->cq_mask];
 		if (c->user_data == UD_WAIT) {
 			*wres = c->res;
-		} else if (c->user_data < (uint64_t)dq.n) {
-			dq.q[c->user_data].res = c->res;
-			dq.q[c->user_data].done = true;
+		} else if (c->user_data < (uint64_t)dq->n) {
+			dq->q[c->user_data].res = c->res;
+			dq->q[c->user_data].done = true;
 		}
 	}
 	atomic_store_explicit((_Atomic unsigned *)r->cq_head, head, memory_order_release);
@@ -226,13 +249,13 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	if (max > KQ_WAIT_MAX)
 		max = KQ_WAIT_MAX;
 	unsigned tail = *r->sq_tail, k = 0;
-	for (int i = 0; i < dq.n; i++) {
+	for (int i = 0; i < dq->n; i++) {
 		struct io_uring_sqe *s = sqe_at(r, tail + k++);
 		s->opcode = IORING_OP_EPOLL_CTL;
 		s->fd = kq->kq_epfd;
 		s->len = EPOLL_CTL_MOD; /* the op in len, the target in off */
-		s->off = (uint64_t)dq.q[i].fe->fe_fd;
-		s->addr = (uint64_t)(uintptr_t)&dq.q[i].ev;
+		s->off = (uint64_t)dq->q[i].fe->fe_fd;
+		s->addr = (uint64_t)(uintptr_t)&dq->q[i].ev;
 		s->user_data = (uint64_t)i;
 	}
 	unsigned nctl = k;
@@ -268,7 +291,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	for (;;) {
 		unsigned ctls = 0;
 		for (int i = 0; i < (int)nctl; i++)
-			ctls += dq.q[i].done;
+			ctls += dq->q[i].done;
 		if (ctls == nctl)
 			break;
 		got = enter(r, 0, nctl - ctls, -1);
@@ -322,8 +345,8 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 }
 
 /* This thread's ring, kept until it exits (ring_key's destructor). */
-static _Thread_local struct kq_ring *own;
-static _Thread_local unsigned own_retry; /* none was free: calls until the next try */
+static _Thread_local struct kq_ring *own TLS_IE;
+static _Thread_local unsigned own_retry TLS_IE; /* none was free: calls until the next try */
 static pthread_key_t ring_key;
 static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
 
@@ -388,9 +411,9 @@ void kq__ring_wait_fork(void)
 int kq__ep_wait_kq(struct kq *kq, void *evbuf, int max, int ms)
 {
 	/* A thread with a ring waits in it (see the top of the file). */
-	if (__builtin_expect(dq.n == 0, 1) && (!own || ms == 0 || kq__depth != 1))
+	if (__builtin_expect(!dq || dq->n == 0, 1) && (!own || ms == 0 || kq__depth != 1))
 		return kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
-	if (kq__depth != 1 || dq.kq)
+	if (kq__depth != 1 || kq__defer_kq)
 		return kq__ep_wait(kq->kq_epfd, evbuf, max, ms);
 #ifdef BATON_TEST_HOOKS
 	/* tests: other threads' changes overtake the queued re-arms */
