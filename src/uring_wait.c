@@ -165,6 +165,8 @@ void kq__defer_drop(struct kq *kq, struct kq_fdent *fe)
 /* The queued re-arms have run (or failed): look at each (no lock held). */
 static void finish(struct kq *kq)
 {
+	if (!dq)
+		return;
 	for (int i = 0; i < dq->n; i++) {
 		struct rearm *r = &dq->q[i];
 		if (!r->done)
@@ -205,7 +207,7 @@ static int reap(struct kq_ring *r, long *wres)
 		const struct io_uring_cqe *c = &r->cqes[head & r->cq_mask];
 		if (c->user_data == UD_WAIT) {
 			*wres = c->res;
-		} else if (c->user_data < (uint64_t)dq->n) {
+		} else if (dq && c->user_data < (uint64_t)dq->n) {
 			dq->q[c->user_data].res = c->res;
 			dq->q[c->user_data].done = true;
 		}
@@ -246,10 +248,11 @@ static void cancel_wait(struct kq_ring *r)
  */
 static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int ms)
 {
+	int nq = dq ? dq->n : 0;
 	if (max > KQ_WAIT_MAX)
 		max = KQ_WAIT_MAX;
 	unsigned tail = *r->sq_tail, k = 0;
-	for (int i = 0; i < dq->n; i++) {
+	for (int i = 0; i < nq; i++) {
 		struct io_uring_sqe *s = sqe_at(r, tail + k++);
 		s->opcode = IORING_OP_EPOLL_CTL;
 		s->fd = kq->kq_epfd;
