@@ -122,6 +122,32 @@ static void *enable_and_wait(void *arg)
 }
 
 /*
+ * A thread's EV_ENABLE of sv[0]'s fired dispatch knote, held back (test
+ * builds: 300 ms) after it is queued; returns when it is queued.
+ */
+static pthread_t start_held_enable(int sv[2])
+{
+	ov_kq = kq_new();
+	ov_fd = fired_dispatch(ov_kq, sv);
+	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
+	usleep(100 * 1000); /* the EV_ENABLE is queued, not yet sent */
+	return t;
+}
+
+/* The one event that thread's wait or a poll after it returns. */
+static struct kevent join_and_collect_one(pthread_t t, long ms)
+{
+	pthread_join(t, NULL);
+	unsetenv("BATON_TEST_REARM_DELAY_MS");
+	struct kevent ev[2];
+	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, ms);
+	CHECK_EQ(ov_n + n, 1);
+	return ov_n == 1 ? ov_ev : ev[0];
+}
+
+/*
  * Another thread closes the number (dup2 of a new readable socket onto it)
  * and adds a dispatch knote for the new socket while an EV_ENABLE of the
  * old one's knote is queued: the new knote reports, once, with its udata
@@ -131,23 +157,13 @@ static void *enable_and_wait(void *arg)
 static void rearm_overtaken_by_close_and_new_file(void)
 {
 	int sv[2], nv[2];
-	ov_kq = kq_new();
-	ov_fd = fired_dispatch(ov_kq, sv);
-	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
-	pthread_t t;
-	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
-	usleep(100 * 1000); /* the EV_ENABLE is queued, not yet sent */
+	pthread_t t = start_held_enable(sv);
 	CHECK(socketpair_stream(nv) == 0);
 	CHECK(dup2(nv[0], ov_fd) == ov_fd); /* closes the old socket: its knote goes */
 	close(nv[0]);
 	write_n(nv[1], 1);
 	KOK(ov_kq, ov_fd, EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(7));
-	pthread_join(t, NULL);
-	unsetenv("BATON_TEST_REARM_DELAY_MS");
-	struct kevent ev[2];
-	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, 1000);
-	CHECK_EQ(ov_n + n, 1);
-	struct kevent got = ov_n == 1 ? ov_ev : ev[0];
+	struct kevent got = join_and_collect_one(t, 1000);
 	CHECK_EQ(got.ident, ov_fd);
 	CHECK_EQ(got.filter, EVFILT_READ);
 	CHECK_EQ(got.data, 1);
@@ -170,20 +186,10 @@ static void rearm_overtaken_by_close_and_new_file(void)
 static void rearm_overtaken_by_another_thread(void)
 {
 	int sv[2];
-	ov_kq = kq_new();
-	ov_fd = fired_dispatch(ov_kq, sv);
-	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
-	pthread_t t;
-	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
-	usleep(100 * 1000); /* the EV_ENABLE is queued, not yet sent */
+	pthread_t t = start_held_enable(sv);
 	KOK(ov_kq, ov_fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
 	KOK(ov_kq, ov_fd, EVFILT_WRITE, EV_ADD | EV_DISPATCH, 0, 0, UD(9));
-	pthread_join(t, NULL);
-	unsetenv("BATON_TEST_REARM_DELAY_MS");
-	struct kevent ev[2];
-	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, 1000);
-	CHECK_EQ(ov_n + n, 1);
-	struct kevent got = ov_n == 1 ? ov_ev : ev[0];
+	struct kevent got = join_and_collect_one(t, 1000);
 	CHECK_EQ(got.ident, ov_fd);
 	CHECK_EQ(got.filter, EVFILT_WRITE);
 	CHECK(got.udata == UD(9));
@@ -203,12 +209,7 @@ static void rearm_overtaken_by_another_thread(void)
 static void rearm_does_not_take_over_the_next_descriptor(void)
 {
 	int sv[2];
-	ov_kq = kq_new();
-	ov_fd = fired_dispatch(ov_kq, sv);
-	setenv("BATON_TEST_REARM_DELAY_MS", "300", 1);
-	pthread_t t;
-	CHECK(pthread_create(&t, NULL, enable_and_wait, NULL) == 0);
-	usleep(100 * 1000);
+	pthread_t t = start_held_enable(sv);
 	/* a low limit keeps the library's descriptors where they are made
 	 * (kq__private_fd moves them near the limit): the pidfd gets ov_fd */
 	struct rlimit old, low;
@@ -223,12 +224,7 @@ static void rearm_does_not_take_over_the_next_descriptor(void)
 		_exit(7);
 	KOK(ov_kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(3));
 	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
-	pthread_join(t, NULL);
-	unsetenv("BATON_TEST_REARM_DELAY_MS");
-	struct kevent ev[2];
-	int n = ov_n == 1 ? 0 : kpoll(ov_kq, ev, 2, 2000);
-	CHECK_EQ(ov_n + n, 1);
-	struct kevent got = ov_n == 1 ? ov_ev : ev[0];
+	struct kevent got = join_and_collect_one(t, 2000);
 	CHECK_EQ(got.ident, pid);
 	CHECK_EQ(got.filter, EVFILT_PROC);
 	CHECK(got.fflags & NOTE_EXIT);
