@@ -67,15 +67,6 @@ static inline void fe_seq_move(struct kq_fdent *fe, int by)
 	                      memory_order_release);
 }
 
-/* Has fe a knote in a serial group? */
-static inline bool fe_has_serial(const struct kq_fdent *fe)
-{
-	for (int k = 0; k < FE_NKN; k++)
-		if ((fe->fe_kn[k].kn_status & KN_ATTACHED) && kn_serial(&fe->fe_kn[k]))
-			return true;
-	return false;
-}
-
 static inline bool fe_busy(const struct kq_fdent *fe)
 {
 	uint16_t st = 0;
@@ -208,14 +199,9 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		if (err == -EEXIST) /* a stale registration of a dup'd file */
 			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
 	} else {
-		/*
-		 * A oneshot re-arm may go with this call's wait (uring_wait.c):
-		 * its result is looked at there (kq__fd_rearm_done).  Not a
-		 * serial group's: queued, they made B2-serial at 4-8 threads
-		 * 0.4-0.6x as fast, with reports of drained sockets (cause not
-		 * found; measured in bench/README).
-		 */
-		if (kq__defer_kq == kq && (want & EPOLLONESHOT) && !fe_has_serial(fe) &&
+		/* A oneshot re-arm may go with this call's wait (uring_wait.c):
+		 * its result is looked at there (kq__fd_rearm_done). */
+		if (kq__defer_kq == kq && (want & EPOLLONESHOT) &&
 		    kq__defer_rearm(kq, fe, want, data)) {
 			fe->fe_armed = true;
 			fe->fe_regmask = want;
@@ -817,21 +803,49 @@ static inline void fd_finish(struct kq *kq, struct kq_fdent *fe, struct fd_sink 
 }
 
 /*
- * A re-arm fe_sync() queued (uring_wait.c) ran, or failed to: res is its
- * result.  If another change of the registration was made or queued after
- * it (fe_regseq moved), the two may have run in the other order, and a
- * stale mask or generation may now be in the kernel: it is made again from
- * the knotes.  A registration the kernel dropped (ENOENT, EBADF) went with
- * a close the hooks did not see: the knotes go, as in fe_sync().
+ * Must a queued re-arm that ran as ev be made again (fe_lock held, the
+ * registration changed since it was queued)?  What has to hold is what the
+ * fd entry believes of the kernel's registration, because the next change
+ * trusts it (fe_sync() modifies nothing armed with the mask it wants, a
+ * group release relies on an armed one).  So, not if the registration is
+ * believed fired (fe_armed false) while the knotes want no reports (a
+ * dispatch knote was delivered): the next change that wants reports
+ * modifies it anyway, and a report meanwhile is dropped by the knotes'
+ * state.  Nor if the re-arm put in what is believed armed (the mask the
+ * knotes want, or the held group's, and the current generation): the kernel
+ * then holds that, armed after the newest change was made, whichever order
+ * the two ran in (a newer re-arm still to run arms the same again).  Made
+ * again needlessly, it arms a ready fd a second time: one report to a
+ * thread, the next to another after the first drained it, or a DEL and an
+ * ADD where one MOD does.
  */
-void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res)
+static bool rearm_stale(const struct kq_fdent *fe, const struct epoll_event *ev)
+{
+	uint32_t want = fe_desired(fe);
+	if (!fe->fe_armed)
+		return want != 0;
+	return ev->events != (want ? want : fe->fe_regmask) ||
+	       ev->data.u64 != kq__ep_data_fd(fe->fe_fd, fe->fe_gen);
+}
+
+/*
+ * A re-arm fe_sync() queued (uring_wait.c) ran as ev, or failed to: res is
+ * its result.  If another change of the registration was made or queued
+ * after it (fe_regseq moved), the two may have run in the other order, and a
+ * stale mask or generation may now be in the kernel: it is made again from
+ * the knotes when that matters (rearm_stale).  A registration the kernel
+ * dropped (ENOENT, EBADF) went with a close the hooks did not see: the
+ * knotes go, as in fe_sync().
+ */
+void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res,
+                       const struct epoll_event *ev)
 {
 	fe_enter(kq, fe);
 	bool moved = atomic_load_explicit(&fe->fe_regseq, memory_order_relaxed) != seq;
 	bool gone = res == -ENOENT || res == -EBADF || res == -EPERM; /* EPERM: now a file */
 	if (gone && !moved) {
 		fe_forget(kq, fe);
-	} else if (!gone && (moved || res) && fe->fe_inepoll) {
+	} else if (!gone && fe->fe_inepoll && (res || (moved && rearm_stale(fe, ev)))) {
 		/* It landed on a newer registration, or failed: made anew (a
 		 * miss changed nothing).  Armed: fe_sync() takes an unwanted
 		 * one out (DEL, new gen). */

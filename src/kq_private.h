@@ -520,7 +520,9 @@ int kq__fd_change_pair(struct kq *kq, const struct kevent *kev, const int *slot)
 int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, struct kevent *out,
                        int room);
 int kq__fd_deliver_queued(struct kq *kq, struct knote *kn, struct kevent *out);
-void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res);
+struct epoll_event;
+void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res,
+                       const struct epoll_event *ev);
 void kq__fd_close(struct kq *kq, int fd, bool locked_ok);
 
 /* kevent.c: shared by the non-fd filters */

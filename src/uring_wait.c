@@ -175,7 +175,7 @@ static void finish(struct kq *kq)
 		/* The common case needs no lock: nothing came after it. */
 		if (r->res ||
 		    atomic_load_explicit(&r->fe->fe_regseq, memory_order_acquire) != r->seq)
-			kq__fd_rearm_done(kq, r->fe, r->seq, r->res);
+			kq__fd_rearm_done(kq, r->fe, r->seq, r->res, &r->ev);
 		atomic_fetch_sub(&r->fe->fe_rearms, 1);
 	}
 	dq->n = 0;
