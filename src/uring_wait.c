@@ -39,6 +39,7 @@
  * delivered, not dropped.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +58,12 @@
 #endif
 #define OP_EPOLL_WAIT 59 /* Linux 6.15's uapi; Debian 12's headers are 6.1's */
 
-#define KQ_DEFER_MAX 64
-#define KQ_WAIT_MAX  256 /* events one wait takes (kevent.c's KQ_EVBUF) */
-#define UD_WAIT      (~0ULL)
-#define UD_CANCEL    (~0ULL - 1)
+#define KQ_DEFER_MAX   64
+#define KQ_WAIT_MAX    256 /* events one wait takes (kevent.c's KQ_EVBUF) */
+#define UD_WAIT        (~0ULL)
+#define UD_CANCEL      (~0ULL - 1)
+#define UD_POLL        (~0ULL - 2)
+#define UD_CANCEL_WAIT (~0ULL - 3)
 
 enum { MODE_UNSET, MODE_OFF, MODE_ON };
 static atomic_int mode;
@@ -197,17 +200,29 @@ static struct io_uring_sqe *sqe_at(struct kq_ring *r, unsigned slot)
 	return s;
 }
 
-/* Takes the ring's completions; the wait's result in *wres (-1: not yet). */
-static int reap(struct kq_ring *r, long *wres)
+#define NONE LONG_MIN /* a result not seen yet */
+/* The results of a call's own requests in its ring. */
+struct results {
+	long wait;   /* the IORING_OP_EPOLL_WAIT */
+	long cancel; /* sleep_ring's cancel of it */
+	long poll;   /* sleep_ring's exclusive poll of the epoll */
+};
+
+/* Takes the ring's completions into *res and the re-arms'. */
+static int reap(struct kq_ring *r, struct results *res)
 {
 	int seen = 0;
 	unsigned head = *r->cq_head;
 	unsigned end = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
 	for (; head != end; head++, seen++) {
 		const struct io_uring_cqe *c = &r->cqes[head & r->cq_mask];
-		if (c->user_data == UD_WAIT) {
-			*wres = c->res;
-		} else if (dq && c->user_data < (uint64_t)dq->n) {
+		if (c->user_data == UD_WAIT)
+			res->wait = c->res;
+		else if (c->user_data == UD_POLL)
+			res->poll = c->res;
+		else if (c->user_data == UD_CANCEL_WAIT)
+			res->cancel = c->res;
+		else if (dq && c->user_data < (uint64_t)dq->n) {
 			dq->q[c->user_data].res = c->res;
 			dq->q[c->user_data].done = true;
 		}
@@ -226,14 +241,94 @@ static long enter(struct kq_ring *r, unsigned submit, unsigned want, int ms)
 	return got < 0 ? -errno : got;
 }
 
-static void cancel_wait(struct kq_ring *r)
+/* Queues a cancel of request `what` (its own result under `as`);
+ * IOSQE_IO_LINK: what follows runs only if the cancel found it pending. */
+static void queue_cancel(struct kq_ring *r, uint64_t what, uint64_t as, unsigned flags)
 {
 	unsigned tail = *r->sq_tail;
 	struct io_uring_sqe *s = sqe_at(r, tail);
 	s->opcode = IORING_OP_ASYNC_CANCEL;
-	s->addr = UD_WAIT;
-	s->user_data = UD_CANCEL;
+	s->addr = what;
+	s->flags = (uint8_t)flags;
+	s->user_data = as;
 	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+}
+
+/* 0: exclusive polls of the epoll work or are untried; -1: refused. */
+static atomic_int excl_refused;
+
+/*
+ * Nothing was ready for the wait: sleep until something is, or ms (> 0)
+ * passes, or a signal comes.  The pending wait is not slept in: io_uring
+ * waits for it with a poll of the epoll file that is not exclusive, so every
+ * thread asleep in its ring would wake for each report (the herd that made
+ * the wait lose to epoll_wait() at 32 threads, and already at two where
+ * threads sleep often).  Instead the wait is cancelled and, linked behind
+ * the cancel so that it is armed only if the cancel caught the wait before
+ * it took anything, an EPOLLEXCLUSIVE poll of the epoll sleeps in its
+ * place: a report wakes one such sleeper, as it wakes one thread in
+ * epoll_wait().
+ *
+ * A woken poll took that wake from every other sleeper, so once one was
+ * armed the reports are always taken with epoll_wait(0) before returning,
+ * however the poll ended (woken, timed out, a signal): a report left behind
+ * would wait for the next report's wake.  Returns what kq__ep_wait() would;
+ * -EAGAIN: the wait was not caught (it took events, or is taking them), the
+ * caller goes on with it; -ENOSYS: the poll was refused (epoll_wait()).
+ */
+static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, void *evbuf, int max,
+                      int ms, int64_t deadline, bool *interrupted)
+{
+	queue_cancel(r, UD_WAIT, UD_CANCEL_WAIT, IOSQE_IO_LINK);
+	unsigned tail = *r->sq_tail;
+	struct io_uring_sqe *s = sqe_at(r, tail);
+	s->opcode = IORING_OP_POLL_ADD;
+	s->fd = kq->kq_epfd;
+	s->poll32_events = EPOLLIN | EPOLLEXCLUSIVE;
+	s->user_data = UD_POLL;
+	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+	unsigned submit = 2;
+	bool cancelled = false;
+	/* Until the cancel's fate is known, then the poll's, and the wait's if
+	 * the cancel caught it (its CQE may come after the poll's). */
+	while (res->cancel == NONE || res->poll == NONE ||
+	       (res->cancel == 0 && res->wait == NONE)) {
+		bool armed = res->cancel == 0 && res->poll == NONE;
+		int wait_ms = -1;
+		if (armed && !cancelled && ms > 0) {
+			int64_t rest = deadline - kq__now_ns();
+			if (rest > 0) {
+				wait_ms = (int)((rest + 999999) / 1000000);
+			} else {
+				queue_cancel(r, UD_POLL, UD_CANCEL, 0);
+				submit++;
+				cancelled = true;
+			}
+		}
+		long got = enter(r, submit, 1, wait_ms);
+		submit = 0;
+		if (reap(r, res) == 0 && got < 0 && got != -EINTR && got != -ETIME) {
+			r->dead = true; /* lost: the ring is not used again */
+			break;
+		}
+		if (got == -EINTR)
+			*interrupted = true;
+		if (*interrupted && !cancelled && res->cancel == 0 && res->poll == NONE) {
+			queue_cancel(r, UD_POLL, UD_CANCEL, 0);
+			submit = 1;
+			cancelled = true;
+		}
+		if (res->cancel != NONE && res->cancel != 0 && res->poll != NONE)
+			return -EAGAIN; /* never armed: the wait goes on (or is done) */
+	}
+	if (res->cancel != 0)
+		return -EAGAIN; /* the ring died before the poll was armed */
+	if (res->poll == -EINVAL || res->poll == -EOPNOTSUPP) {
+		atomic_store_explicit(&excl_refused, -1, memory_order_relaxed);
+		return -ENOSYS; /* never armed: epoll_wait() from now on */
+	}
+	int n = kq__ep_wait(kq->kq_epfd, evbuf, max, 0);
+	return n == 0 && *interrupted ? -EINTR : n;
 }
 
 /*
@@ -242,9 +337,9 @@ static void cancel_wait(struct kq_ring *r)
  * kernel handed one to a worker): their results are looked at before the
  * wait may sleep, so that a re-arm that overtook another thread's change is
  * made good at once, not when this thread wakes.  Most often the wait is
- * done too (events were ready); else a second enter waits for it.  Returns
- * the wait's result as kq__ep_wait() would, or -ENOSYS: the ring did not
- * take the wait (the caller waits with epoll_wait()).
+ * done too (events were ready); else the thread sleeps (sleep_ring).
+ * Returns the wait's result as kq__ep_wait() would, or -ENOSYS: the ring
+ * did not take the wait (the caller waits with epoll_wait()).
  */
 static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int ms)
 {
@@ -275,9 +370,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	}
 	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + k, memory_order_release);
 	int64_t deadline = ms > 0 ? kq__now_ns() + (int64_t)ms * 1000000 : 0;
-	/* No re-arms: the first enter waits too (back early: a signal) */
-	bool bare = nctl == 0;
-	long got = bare ? enter(r, k, 1, ms) : enter(r, k, nctl, -1);
+	long got = enter(r, k, nctl, -1);
 	unsigned taken =
 	        atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire) - tail;
 	if (taken != k) {
@@ -289,8 +382,8 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 			nctl = taken;
 		waits = false;
 	}
-	long wres = -1;
-	reap(r, &wres);
+	struct results res = {NONE, NONE, NONE};
+	reap(r, &res);
 	for (;;) {
 		unsigned ctls = 0;
 		for (int i = 0; i < (int)nctl; i++)
@@ -298,7 +391,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		if (ctls == nctl)
 			break;
 		got = enter(r, 0, nctl - ctls, -1);
-		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR) {
+		if (reap(r, &res) == 0 && got < 0 && got != -EINTR) {
 			r->dead = true; /* lost: never seen here (finish() makes them) */
 			break;
 		}
@@ -307,13 +400,15 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	if (!waits)
 		return taken == k ? kq__ep_wait(kq->kq_epfd, evbuf, max, 0) : -ENOSYS;
 	bool cancelled = false, interrupted = false, expired = false;
-	if (bare && wres == -1) {
-		if (ms > 0 && kq__now_ns() >= deadline)
-			expired = true;
-		else
-			interrupted = true;
+	if (res.wait == NONE && !r->dead &&
+	    !atomic_load_explicit(&excl_refused, memory_order_relaxed)) {
+		int n = sleep_ring(kq, r, &res, evbuf, max, ms, deadline, &interrupted);
+		if (n != -EAGAIN)
+			return n;
+		if (r->dead && res.wait == NONE)
+			return interrupted ? -EINTR : -ENOSYS;
 	}
-	while (wres == -1) {
+	while (res.wait == NONE) {
 		int wait_ms = -1;
 		if (!cancelled && ms > 0 && !expired && !interrupted) {
 			int64_t rest = deadline - kq__now_ns();
@@ -321,7 +416,7 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 			wait_ms = (int)((rest + 999999) / 1000000);
 		}
 		if (!cancelled && (expired || interrupted)) {
-			cancel_wait(r);
+			queue_cancel(r, UD_WAIT, UD_CANCEL, 0);
 			cancelled = true;
 			got = enter(r, 1, 1, -1);
 		} else {
@@ -331,20 +426,20 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 			else if (!cancelled && got == -ETIME)
 				expired = true;
 		}
-		if (reap(r, &wres) == 0 && got < 0 && got != -EINTR && got != -ETIME) {
+		if (reap(r, &res) == 0 && got < 0 && got != -EINTR && got != -ETIME) {
 			r->dead = true; /* lost: the ring is not used again */
 			return cancelled ? (interrupted ? -EINTR : 0) : -ENOSYS;
 		}
 	}
-	if (wres >= 0) { /* events taken, even by a cancelled wait */
-		memcpy(evbuf, r->wbuf, sizeof(struct epoll_event) * (size_t)wres);
-		return (int)wres;
+	if (res.wait >= 0) { /* events taken, even by a cancelled wait */
+		memcpy(evbuf, r->wbuf, sizeof(struct epoll_event) * (size_t)res.wait);
+		return (int)res.wait;
 	}
-	if (wres == -EINVAL || wres == -EOPNOTSUPP)
+	if (res.wait == -EINVAL || res.wait == -EOPNOTSUPP)
 		return -ENOSYS; /* epoll_wait() says what is wrong */
-	if (wres == -ECANCELED || wres == -EAGAIN)
+	if (res.wait == -ECANCELED || res.wait == -EAGAIN)
 		return interrupted ? -EINTR : 0;
-	return (int)wres;
+	return (int)res.wait;
 }
 
 /* This thread's ring, kept until it exits (ring_key's destructor). */

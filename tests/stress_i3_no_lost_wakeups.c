@@ -14,6 +14,9 @@
  * of them must be returned within 5 s; otherwise a wakeup was lost (or an
  * event dropped because nevents was small).
  *
+ * With BATON_URING_WAIT=1 the waiters first take an io_uring each
+ * (own_a_ring), so they sleep in it, as a server's threads do.
+ *
  * Phase "pair": a socket that is readable and writable at once, watched
  * for READ and WRITE, polled with nevents = 1: both must come back in turn
  * (single thread: each within 4 calls; 2..32 threads over several such
@@ -56,11 +59,44 @@ struct targ {
 	uint32_t seed;
 };
 
+/*
+ * With BATON_URING_WAIT=1 a thread waits in an io_uring of its own once it
+ * has queued a re-arm: one EV_DISPATCH knote that fires, is re-enabled in a
+ * call that collects (the re-arm goes with that call's wait), on a kqueue
+ * of its own.  The ring serves the thread's waits on every kqueue from then
+ * on, so the waiters below sleep in their rings, as a server's threads do.
+ */
+static void own_a_ring(void)
+{
+	int sv[2], kq = kqueue();
+	SCHECK(kq >= 0);
+	struct kevent ch, ev;
+	stress_socketpair(sv);
+	SCHECK(write(sv[1], "r", 1) == 1);
+	EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, NULL);
+	SCHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == 0);
+	struct timespec five = {5, 0};
+	int n;
+	do
+		n = kevent(kq, NULL, 0, &ev, 1, &five);
+	while (n < 0 && errno == EINTR);
+	SCHECK(n == 1 && ev.ident == (uintptr_t)sv[0] && ev.filter == EVFILT_READ);
+	EV_SET(&ch, sv[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+	do
+		n = kevent(kq, &ch, 1, &ev, 1, &five);
+	while (n < 0 && errno == EINTR);
+	SCHECK(n == 1 && ev.ident == (uintptr_t)sv[0] && !(ev.flags & EV_ERROR));
+	close(kq);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void *wake_waiter(void *p)
 {
 	struct targ *t = p;
 	struct wctx *c = t->c;
 	struct kevent ev[2];
+	own_a_ring();
 	for (;;) {
 		int nev = 1 + (int)(stress_rand(&t->seed) % 2);
 		atomic_fetch_add(&c->idle, 1);
