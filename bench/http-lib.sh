@@ -111,7 +111,8 @@ http_start_baton() {
 	[ -n "$up" ] && args+=(--proxy "/=127.0.0.1:$up")
 	mkdir -p "$d"
 	# shellcheck disable=SC2086
-	${HTTP_PRLIMIT:+prlimit $HTTP_PRLIMIT} "$BATON_HTTPD" "${args[@]}" </dev/null \
+	${HTTP_PRLIMIT:+prlimit $HTTP_PRLIMIT} env BATON_URING_WAIT="${HTTP_BATON_WAIT:-0}" \
+		"$BATON_HTTPD" "${args[@]}" </dev/null \
 		>"$d/stdout" 2>"$d/stderr" &
 	local pid=$! i
 	for ((i = 0; i < 200; i++)); do
@@ -171,7 +172,8 @@ http_start() {
 	local impl=$1
 	shift
 	case $impl in
-	baton) http_start_baton "$@" ;;
+	baton) HTTP_BATON_WAIT=0 http_start_baton "$@" ;;
+	baton_uring) HTTP_BATON_WAIT=1 http_start_baton "$@" ;;
 	nginx) http_start_nginx "$@" ;;
 	lighttpd) http_start_lighttpd "$@" ;;
 	*) echo "http_start: unknown server $impl" >&2; return 1 ;;

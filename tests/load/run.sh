@@ -3,11 +3,13 @@
 # baseline in the same run.  Not part of ctest: it needs ~10 000 fds on each
 # side and a minute or two.
 #
-#   tests/load/run.sh [--quick] [--server baton|nginx|both] [--build-dir DIR]
+#   tests/load/run.sh [--quick] [--server baton|baton_uring|nginx|both|all]
+#                     [--build-dir DIR]
 #                     [--conns N] [--duration SEC] [--no-build]
 #
 # For each server (baton-httpd first, then nginx with the same number of
-# workers):
+# workers; "baton_uring" and "all" add baton-httpd with BATON_URING_WAIT=1,
+# the io_uring wait):
 #   1. two identical passes of bench/http_load: N keep-alive connections
 #      (10 000; --quick: 2 000) looping GET /8k.bin, every body compared byte
 #      for byte with the file; 50 slowloris clients (one header byte a
@@ -37,7 +39,7 @@ QUICK=0
 CONNS=""
 DUR=""
 BUILD_STEP=1
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
@@ -75,12 +77,13 @@ fi
 command -v nginx >/dev/null || [ "$SERVERS" = baton ] || { say "nginx missing (apt-get install nginx-light)"; exit 1; }
 case $SERVERS in
 both) IMPLS="baton nginx" ;;
-baton | nginx) IMPLS=$SERVERS ;;
+all) IMPLS="baton baton_uring nginx" ;;
+baton | baton_uring | nginx) IMPLS=$SERVERS ;;
 *) usage 2 ;;
 esac
-if [[ " $IMPLS " == *" baton "* ]] && [ ! -x "$BATON_HTTPD" ]; then
+if [[ " $IMPLS " == *" baton"* ]] && [ ! -x "$BATON_HTTPD" ]; then
 	say "no baton-httpd at $BATON_HTTPD"
-	[ "$SERVERS" = baton ] && exit 77
+	[[ "$SERVERS" == baton* ]] && exit 77
 	IMPLS=nginx
 fi
 
