@@ -230,6 +230,17 @@ http_fds() {
 	echo "$s"
 }
 
+# http_ring_fds PID: how many of those fds are io_uring instances (libbaton
+# makes one per thread that waits in a ring, lazily, and keeps it)
+http_ring_fds() {
+	local p s=0 n
+	for p in $(http_pids "$1"); do
+		n=$(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 -lname 'anon_inode:*io_uring*' 2>/dev/null | wc -l)
+		s=$((s + n))
+	done
+	echo "$s"
+}
+
 # http_threads PID: threads, summed over the server's processes.
 http_threads() {
 	local p s=0 n

@@ -23,7 +23,8 @@
 #      spin), then 100 verified keep-alive connections once they are gone
 #      (it recovers), and its fd count back to where it started.
 # Pass: no bad, missing or stalled response, no unexpected close, every
-# slowloris client closed by the server, fds after = fds before, RSS after
+# slowloris client closed by the server, fds after = fds before (io_uring
+# rings apart: at most one per thread and one more), RSS after
 # pass 2 <= RSS after pass 1 + max(4 MiB, 5 %), idle CPU < 50 ms in 5 s,
 # CPU while at EMFILE < 10 % of a core, recovery served everything.
 # Prints one "LOAD ..." line per server and exits 0 when every server that
@@ -105,6 +106,13 @@ http_docroot "$DOC"
 # kv LINE KEY: the value of KEY=value in a RESULT line
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
+# conn_fds PID: the server's fds but its io_uring rings: libbaton makes one
+# per thread that waits in a ring (BATON_URING_WAIT=1) the first time it
+# does, and keeps it; they are bounded by rings_ok, not leaks
+conn_fds() { echo $(($(http_fds "$1") - $(http_ring_fds "$1"))); }
+# rings_ok PID: at most one ring per thread and one for the byte counts
+rings_ok() { [ "$(http_ring_fds "$1")" -le $((THREADS + 2)) ]; }
+
 # check_pass LINE: "" when a keep-alive pass was clean, else what was wrong
 check_pass() {
 	local k why="" v
@@ -125,7 +133,7 @@ main_phase() {
 		{ echo "LOAD impl=$impl verdict=FAIL why=server-did-not-start"; return 1; }
 	curl -sf -o /dev/null "http://127.0.0.1:$p/1k.bin"
 	sleep 0.5
-	rss0=$(http_rss "$SRV"); fd0=$(http_fds "$SRV")
+	rss0=$(http_rss "$SRV"); fd0=$(conn_fds "$SRV")
 	local args=(-p "$p" -c "$CONNS" -u /8k.bin -F "$DOC/8k.bin" -s "$SLOW" -r "$RESETS"
 		-U /1m.bin -d "$DUR" -l "$impl")
 	local t0 t1 t2
@@ -133,17 +141,18 @@ main_phase() {
 	r1=$(timeout -k 5 $((DUR + 60)) "$LOADER" "${args[@]}" -x load/pass1) || why="$why loader-failed"
 	t1=$(http_cpu_ticks "$SRV")
 	sleep 2
-	rss1=$(http_rss "$SRV"); fd1=$(http_fds "$SRV")
+	rss1=$(http_rss "$SRV"); fd1=$(conn_fds "$SRV")
 	t2=$(http_cpu_ticks "$SRV")
 	r2=$(timeout -k 5 $((DUR + 60)) "$LOADER" "${args[@]}" -x load/pass2) || why="$why loader-failed"
 	t2=$(($(http_cpu_ticks "$SRV") - t2))
 	# the server may take a moment to see every close
 	for ((i = 0; i < 40; i++)); do
-		fd2=$(http_fds "$SRV")
+		fd2=$(conn_fds "$SRV")
 		[ "$fd2" -le "$fd0" ] && break
 		sleep 0.25
 	done
 	rss2=$(http_rss "$SRV")
+	rings_ok "$SRV" || why="$why rings:$(http_ring_fds "$SRV")>$((THREADS + 2))"
 	c0=$(http_cpu_ticks "$SRV"); sleep 5; c1=$(http_cpu_ticks "$SRV")
 	kill -0 "$SRV" 2>/dev/null || why="$why server-died"
 	http_stop "$SRV"; SRV=""
@@ -181,7 +190,7 @@ emfile_phase() {
 		{ EMF="emfile=not-started"; EMF_WHY=" emfile-server-did-not-start"; return; }
 	curl -sf -o /dev/null "http://127.0.0.1:$p/1k.bin"
 	sleep 0.3
-	fd0=$(http_fds "$SRV")
+	fd0=$(conn_fds "$SRV")
 	"$LOADER" -p "$p" -c 600 -i -u /1k.bin -F "$DOC/1k.bin" -d 60 -C 600 -x load/emfile \
 		-l "$impl" >"$HTTP_TMP/emfile.out" &
 	lp=$!
@@ -194,10 +203,11 @@ emfile_phase() {
 	rr=$(timeout -k 5 60 "$LOADER" -p "$p" -c 100 -u /1k.bin -F "$DOC/1k.bin" -d 3 -x load/recovery -l "$impl")
 	echo "$rr" >&2
 	for ((i = 0; i < 40; i++)); do
-		fd1=$(http_fds "$SRV")
+		fd1=$(conn_fds "$SRV")
 		[ "$fd1" -le "$fd0" ] && break
 		sleep 0.25
 	done
+	rings_ok "$SRV" || why="$why emfile-rings:$(http_ring_fds "$SRV")>$((THREADS + 2))"
 	kill -0 "$SRV" 2>/dev/null || why="$why emfile-server-died"
 	http_stop "$SRV"; SRV=""
 	local ms=$(((c1 - c0) * 1000 / HZ))
