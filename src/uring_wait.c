@@ -34,9 +34,10 @@
  * sleeping epoll_wait() with EINTR, but not io_uring's own wait, which runs
  * the work and waits on.  A thread that finds every ring taken, a nested
  * call (a signal handler's kevent()), and a kernel without the operations
- * make the re-arms with epoll_ctl() as before.  A timeout or a signal ends
- * the wait with IORING_OP_ASYNC_CANCEL; events the wait took meanwhile are
- * delivered, not dropped.
+ * make the re-arms with epoll_ctl() as before.  When nothing was ready the
+ * thread sleeps in an exclusive poll of the epoll instead of the wait
+ * (sleep_ring); a timeout or a signal ends either with
+ * IORING_OP_ASYNC_CANCEL, and events taken meanwhile are delivered.
  */
 #include <errno.h>
 #include <limits.h>
