@@ -277,8 +277,7 @@ static atomic_int excl_refused;
  * -EAGAIN: the wait was not caught (it took events, or is taking them), the
  * caller goes on with it; -ENOSYS: the poll was refused (epoll_wait()).
  */
-static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, void *evbuf, int max,
-                      int ms, int64_t deadline, bool *interrupted)
+static void queue_poll(struct kq *kq, struct kq_ring *r)
 {
 	queue_cancel(r, UD_WAIT, UD_CANCEL_WAIT, IOSQE_IO_LINK);
 	unsigned tail = *r->sq_tail;
@@ -288,22 +287,34 @@ static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, voi
 	s->poll32_events = EPOLLIN | EPOLLEXCLUSIVE;
 	s->user_data = UD_POLL;
 	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
-	unsigned submit = 2;
+}
+
+static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, void *evbuf, int max,
+                      int ms, int64_t deadline, bool queued, bool *interrupted)
+{
+	unsigned submit = 0;
+	if (!queued) {
+		queue_poll(kq, r);
+		submit = 2;
+	}
 	bool cancelled = false;
 	/* Until the cancel's fate is known, then the poll's, and the wait's if
 	 * the cancel caught it (its CQE may come after the poll's). */
 	while (res->cancel == NONE || res->poll == NONE ||
 	       (res->cancel == 0 && res->wait == NONE)) {
-		bool armed = res->cancel == 0 && res->poll == NONE;
 		int wait_ms = -1;
-		if (armed && !cancelled && ms > 0) {
-			int64_t rest = deadline - kq__now_ns();
-			if (rest > 0) {
+		if (res->cancel == 0 && res->poll == NONE && !cancelled) { /* armed */
+			bool stop = *interrupted;
+			if (!stop && ms > 0) {
+				int64_t rest = deadline - kq__now_ns();
+				stop = rest <= 0;
 				wait_ms = (int)((rest + 999999) / 1000000);
-			} else {
+			}
+			if (stop) {
 				queue_cancel(r, UD_POLL, UD_CANCEL, 0);
 				submit++;
 				cancelled = true;
+				wait_ms = -1;
 			}
 		}
 		long got = enter(r, submit, 1, wait_ms);
@@ -314,11 +325,6 @@ static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, voi
 		}
 		if (got == -EINTR)
 			*interrupted = true;
-		if (*interrupted && !cancelled && res->cancel == 0 && res->poll == NONE) {
-			queue_cancel(r, UD_POLL, UD_CANCEL, 0);
-			submit = 1;
-			cancelled = true;
-		}
 		if (res->cancel != NONE && res->cancel != 0 && res->poll != NONE)
 			return -EAGAIN; /* never armed: the wait goes on (or is done) */
 	}
@@ -370,8 +376,16 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		s->user_data = UD_WAIT;
 	}
 	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + k, memory_order_release);
+	/* No re-arms to look at before sleeping: the cancel and the poll go
+	 * with the wait, and the first enter sleeps (one system call less). */
+	bool bare =
+	        waits && nctl == 0 && !atomic_load_explicit(&excl_refused, memory_order_relaxed);
+	if (bare) {
+		queue_poll(kq, r);
+		k += 2;
+	}
 	int64_t deadline = ms > 0 ? kq__now_ns() + (int64_t)ms * 1000000 : 0;
-	long got = enter(r, k, nctl, -1);
+	long got = enter(r, k, bare ? 3 : nctl, bare ? ms : -1);
 	unsigned taken =
 	        atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire) - tail;
 	if (taken != k) {
@@ -381,7 +395,9 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 		*r->sq_tail = tail + taken;
 		if (taken < nctl)
 			nctl = taken;
-		waits = false;
+		if (taken <= nctl)
+			waits = false; /* the wait was not taken */
+		bare = false;          /* nor all of the poll: the wait is waited for */
 	}
 	struct results res = {NONE, NONE, NONE};
 	reap(r, &res);
@@ -400,10 +416,15 @@ static int ring_wait(struct kq *kq, struct kq_ring *r, void *evbuf, int max, int
 	finish(kq);
 	if (!waits)
 		return taken == k ? kq__ep_wait(kq->kq_epfd, evbuf, max, 0) : -ENOSYS;
-	bool cancelled = false, interrupted = false, expired = false;
-	if (res.wait == NONE && !r->dead &&
-	    !atomic_load_explicit(&excl_refused, memory_order_relaxed)) {
-		int n = sleep_ring(kq, r, &res, evbuf, max, ms, deadline, &interrupted);
+	/* A bare first enter that came back with the poll armed and not
+	 * woken was cut short: by the timeout or by a signal (it says so only
+	 * when it submitted nothing, so the clock tells which). */
+	bool cancelled = false, expired = false;
+	bool interrupted = bare && res.cancel == 0 && res.poll == NONE &&
+	                   (ms < 0 || (ms > 0 && kq__now_ns() < deadline));
+	if (bare || (res.wait == NONE && !r->dead &&
+	             !atomic_load_explicit(&excl_refused, memory_order_relaxed))) {
+		int n = sleep_ring(kq, r, &res, evbuf, max, ms, deadline, bare, &interrupted);
 		if (n != -EAGAIN)
 			return n;
 		if (r->dead && res.wait == NONE)

@@ -296,6 +296,63 @@ static void rearm_then_signal(void)
 	close(kq);
 }
 
+struct later_write {
+	int fd, ms;
+};
+
+static void *write_later(void *arg)
+{
+	struct later_write *w = arg;
+	usleep((useconds_t)w->ms * 1000);
+	write_n(w->fd, 3);
+	return NULL;
+}
+
+/*
+ * A thread with a ring whose call has no re-arms sleeps in it from the first
+ * io_uring_enter (the wait, its cancel and the exclusive poll together): a
+ * timeout gives 0 events after it, a signal EINTR, a write the event.  (The
+ * calls of the tests above gave this thread its ring.)
+ */
+static void waits_without_rearms(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+	int kq = kq_new(), sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	struct kevent ch, ev;
+	change(&ch, sv[0], EVFILT_READ, EV_ADD);
+	CHECK_EQ(kevent(kq, &ch, 1, NULL, 0, NULL), 0);
+	for (int round = 0; round < 3; round++) {
+		struct timespec ts = ts_ms(50);
+		double t0 = now_ms();
+		CHECK_EQ(kevent(kq, NULL, 0, &ev, 1, &ts), 0);
+		CHECK(now_ms() - t0 >= 45);
+
+		struct poke p = {pthread_self(), 50};
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, poke_later, &p) == 0);
+		errno = 0;
+		CHECK_EQ(kevent(kq, NULL, 0, &ev, 1, NULL), -1);
+		CHECK_EQ(errno, EINTR);
+		pthread_join(t, NULL);
+
+		struct later_write w = {sv[1], 50};
+		CHECK(pthread_create(&t, NULL, write_later, &w) == 0);
+		CHECK_EQ(kevent(kq, NULL, 0, &ev, 1, NULL), 1);
+		CHECK_EQ((int)ev.ident, sv[0]);
+		CHECK_EQ(ev.data, 3);
+		pthread_join(t, NULL);
+		char buf[8];
+		CHECK_EQ(read(sv[0], buf, sizeof(buf)), 3);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	close(kq);
+}
+
 /*
  * Two threads on one kqueue, each re-arming what it got: every byte written
  * is read exactly once and no knote is in two threads at once (I1).
@@ -364,6 +421,7 @@ int main(void)
 	RUN(rearm_does_not_take_over_the_next_descriptor);
 	RUN(rearm_then_timeout);
 	RUN(rearm_then_signal);
+	RUN(waits_without_rearms);
 	RUN(threads_rearm_and_wait);
 	return 0;
 }
