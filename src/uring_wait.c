@@ -258,6 +258,19 @@ static void queue_cancel(struct kq_ring *r, uint64_t what, uint64_t as, unsigned
 /* 0: exclusive polls of the epoll work or are untried; -1: refused. */
 static atomic_int excl_refused;
 
+/* The wait's cancel and, linked behind it, the exclusive poll (sleep_ring). */
+static void queue_poll(struct kq *kq, struct kq_ring *r)
+{
+	queue_cancel(r, UD_WAIT, UD_CANCEL_WAIT, IOSQE_IO_LINK);
+	unsigned tail = *r->sq_tail;
+	struct io_uring_sqe *s = sqe_at(r, tail);
+	s->opcode = IORING_OP_POLL_ADD;
+	s->fd = kq->kq_epfd;
+	s->poll32_events = EPOLLIN | EPOLLEXCLUSIVE;
+	s->user_data = UD_POLL;
+	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+}
+
 /*
  * Nothing was ready for the wait: sleep until something is, or ms (> 0)
  * passes, or a signal comes.  The pending wait is not slept in: io_uring
@@ -277,18 +290,6 @@ static atomic_int excl_refused;
  * -EAGAIN: the wait was not caught (it took events, or is taking them), the
  * caller goes on with it; -ENOSYS: the poll was refused (epoll_wait()).
  */
-static void queue_poll(struct kq *kq, struct kq_ring *r)
-{
-	queue_cancel(r, UD_WAIT, UD_CANCEL_WAIT, IOSQE_IO_LINK);
-	unsigned tail = *r->sq_tail;
-	struct io_uring_sqe *s = sqe_at(r, tail);
-	s->opcode = IORING_OP_POLL_ADD;
-	s->fd = kq->kq_epfd;
-	s->poll32_events = EPOLLIN | EPOLLEXCLUSIVE;
-	s->user_data = UD_POLL;
-	atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
-}
-
 static int sleep_ring(struct kq *kq, struct kq_ring *r, struct results *res, void *evbuf, int max,
                       int ms, int64_t deadline, bool queued, bool *interrupted)
 {
