@@ -159,7 +159,31 @@ static bool fe_level(const struct kq_fdent *fe)
 	return fe->fe_inepoll && !(fe->fe_regmask & (EPOLLET | EPOLLONESHOT));
 }
 
+/*
+ * The fd entry whose file this thread's kevent() call last found to be the
+ * knotes' (fe_lock held when set and read).  Further EV_ADDs of the call to
+ * it skip the look: a close the hooks cannot see, made by another thread
+ * meanwhile, is as if made after the call, which the look cannot catch
+ * either.  (A close the hooks see is applied by fe_enter all the same.)
+ */
+static _Thread_local struct {
+	const struct kq_fdent *fe;
+	uint64_t call;
+} fd_looked __attribute__((tls_model("initial-exec")));
+
+static inline void looked_now(const struct kq_fdent *fe)
+{
+	fd_looked.fe = fe;
+	fd_looked.call = kq__call_token;
+}
+
+static inline bool looked_this_call(const struct kq_fdent *fe)
+{
+	return fd_looked.fe == fe && fd_looked.call == kq__call_token;
+}
+
 static void fe_forget(struct kq *kq, struct kq_fdent *fe);
+static bool fe_file_changed(struct kq *kq, struct kq_fdent *fe);
 
 /*
  * Makes the epoll registration match the knotes (fe_lock held).  -ENOENT or
@@ -173,6 +197,22 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 	uint32_t want = fe_desired(fe);
 	uint64_t data = kq__ep_data_fd(fe->fe_fd, fe->fe_gen);
 	int err = 0;
+	/*
+	 * An EV_ADD left its look at the file to us (fe_probe): the MOD below
+	 * looks too, as epoll finds the registration by (file, number).  Any
+	 * other way needs the look first.
+	 */
+	bool verify = fe->fe_verify;
+	fe->fe_verify = false;
+	if (__builtin_expect(verify, 0) &&
+	    !(want && fe->fe_inepoll && !(fe->fe_armed && want == fe->fe_regmask))) {
+		if (fe_file_changed(kq, fe)) {
+			fe_forget(kq, fe);
+			return -ENOENT;
+		}
+		looked_now(fe);
+		verify = false;
+	}
 	if (!want) {
 		/* A fired oneshot registration reports nothing: leave it. */
 		if (fe->fe_inepoll && fe->fe_armed) {
@@ -201,7 +241,7 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 	} else {
 		/* A oneshot re-arm may go with this call's wait (uring_wait.c):
 		 * its result is looked at there (kq__fd_rearm_done). */
-		if (kq__defer_kq == kq && (want & EPOLLONESHOT) &&
+		if (kq__defer_kq == kq && (want & EPOLLONESHOT) && !verify &&
 		    kq__defer_rearm(kq, fe, want, data)) {
 			fe->fe_armed = true;
 			fe->fe_regmask = want;
@@ -210,18 +250,22 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		if (kq__defer_kq)
 			kq__defer_drop(kq, fe);
 		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_MOD, fe->fe_fd, want, data);
-		if (err == -ENOENT || err == -EBADF) {
+		if (err == -ENOENT || err == -EBADF || err == -EPERM) {
 			/*
-			 * The kernel drops a registration only when its file
-			 * is released: that file was closed where the hooks
-			 * could not see it, and the number is closed or names
-			 * another file.  The knotes go, as with a close (I4).
+			 * No registration of the file the number names (EPERM:
+			 * it names one epoll refuses).  The knotes' file was
+			 * closed where the hooks could not see it, and the
+			 * number is closed (EBADF, as FreeBSD's lookup of the
+			 * fd) or names another file, which has no knotes
+			 * (ENOENT).  The knotes go, as with a close (I4).
 			 */
 			fe_forget(kq, fe);
-			return err;
+			return err == -EBADF ? err : -ENOENT;
 		}
 	}
 	if (!err) {
+		if (verify)
+			looked_now(fe); /* the MOD found the registration of the file */
 		fe->fe_inepoll = true;
 		fe->fe_armed = true;
 		fe->fe_regmask = want;
@@ -501,6 +545,23 @@ static inline __attribute__((always_inline)) int fd_entry(struct kq *kq, const s
 }
 
 /*
+ * Would the change release a serial group?  A release acts at once on other
+ * knotes, so it is not made on knotes that may belong to a closed file: the
+ * look at the file goes first.
+ */
+static bool serial_enable(const struct kq_fdent *fe, const struct kevent *kev)
+{
+	if (!(kev->flags & EV_ENABLE))
+		return false;
+	if (kev->flags & EV_SERIAL)
+		return true;
+	for (int k = 0; k < FE_NKN; k++)
+		if ((fe->fe_kn[k].kn_status & KN_ATTACHED) && (fe->fe_kn[k].kn_flags & EV_SERIAL))
+			return true;
+	return false;
+}
+
+/*
  * Is the fd (still) the program's open file (fe_lock held)?  An fd with a
  * knote is: close() would have removed the knote, so the common EV_ENABLE of
  * a dispatch round costs no system call.  An EV_ADD on an fd we know nothing
@@ -516,8 +577,14 @@ static inline __attribute__((always_inline)) int fe_probe(struct kq *kq, struct 
 	 * were all disabled): is the file still the knotes'?  (An fd that
 	 * stayed registered is checked by the kernel: see fe_sync.)
 	 */
-	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) && fe_busy(fe) && fe_file_changed(kq, fe))
-		fe_forget(kq, fe); /* as if the close had been seen */
+	if (((kev->flags & EV_ADD) || !fe->fe_inepoll) && fe_busy(fe) && !looked_this_call(fe)) {
+		if (fe->fe_inepoll && !serial_enable(fe, kev))
+			fe->fe_verify = true; /* fe_sync looks, mostly with the change's MOD */
+		else if (fe_file_changed(kq, fe))
+			fe_forget(kq, fe); /* as if the close had been seen */
+		else
+			looked_now(fe);
+	}
 	if (fe_busy(fe)) {
 		if (__builtin_expect(kev->flags & EV_ADD, 0))
 			probe_more(fe, kev);
@@ -652,6 +719,17 @@ static int fd_change_once(struct kq *kq, const struct kevent *kev, int slot)
 	if (nrel >= 0)
 		release = NULL;
 out:
+	if (__builtin_expect(fe->fe_verify, 0)) {
+		/* The change failed before its registration: the look now.  On
+		 * another file the EV_ADD is made again as a new knote's. */
+		fe->fe_verify = false;
+		if (fe_file_changed(kq, fe)) {
+			fe_forget(kq, fe);
+			err = -ENOENT;
+		} else {
+			looked_now(fe);
+		}
+	}
 	fe_leave(kq, fe);
 	if (release)
 		kq__group_release(kq, release, rgen);

@@ -417,8 +417,8 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 		               : -EINVAL;
 	int r = 0, nerr = 0;
 	bool collecting = nevents > 0;
-	if (nevents > 0)
-		kq__call_token = next_call_token();
+	if (nevents > 0 || nchanges > 0)
+		kq__call_token = next_call_token(); /* also names the call's changes (filt_fd.c) */
 	if ((nchanges > 0 && !changes) || (nevents > 0 && !events)) {
 		r = -EFAULT;
 		goto out;

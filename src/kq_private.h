@@ -302,6 +302,9 @@ struct kq_fdent {
 	uint8_t fe_first; /* fe_lock; the slot that goes first in the next report (it did not fit) */
 	bool fe_tcp;      /* fe_lock; a TCP socket: its send queue drains without a wake-up */
 	bool fe_unsure;   /* fe_lock; a socket whose listening and fe_tcp are not looked up */
+	/* fe_lock; an EV_ADD left the check that the number still names the
+	 * knotes' file to its registration's epoll_ctl (fe_sync, filt_fd.c) */
+	bool fe_verify;
 	bool fe_draining;       /* fe_lock; on kq_drains, waiting for its send queue to drain */
 	uint8_t fe_drain_tries; /* fe_lock; looks at a queue that did not drain, for the backoff */
 	atomic_uint fe_count;   /* any thread, CAS: which counts to batch for it (uring.c) */

@@ -157,6 +157,202 @@ static void delete_of_one_filter_after_unseen_close_and_reuse(void)
 	close(kq);
 }
 
+/* A regular file of n bytes, unlinked, open for reading. */
+static int temp_file(size_t n)
+{
+	char path[] = "/tmp/baton-reuse-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	CHECK_EQ(unlink(path), 0);
+	char buf[64] = {0};
+	CHECK(n <= sizeof(buf));
+	CHECK_EQ(write(fd, buf, n), (long)n);
+	CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+/* A delivered EV_DISPATCH knote of a socket; the socket closed unseen. */
+static int dispatched_then_closed_unseen(int kq, int *keep_old)
+{
+	int a[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(1));
+	write_n(a[1], 1);
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(1));
+	if (keep_old) {
+		/* the old socket lives on under another number: its
+		 * registration stays in the kernel, reporting to nobody */
+		keep_old[0] = dup(a[0]);
+		keep_old[1] = a[1];
+		CHECK(keep_old[0] >= 0);
+	} else {
+		raw_close(a[1]);
+	}
+	raw_close(a[0]);
+	return a[0];
+}
+
+/*
+ * The number went to a regular file, which epoll refuses: the old knote's
+ * re-arm must not take the file over with poll semantics.  FreeBSD: the close
+ * took the knote, ENOENT.
+ */
+static void enable_after_unseen_close_and_reuse_by_a_file_is_enoent(void)
+{
+	int kq = kq_new();
+	int fd = dispatched_then_closed_unseen(kq, NULL);
+	int f = temp_file(5);
+	CHECK_EQ(f, fd);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_ENABLE, 0, 0), ENOENT);
+	EXPECT_NONE(kq, 50);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 5);
+	close(f);
+	close(kq);
+}
+
+/* EV_ADD re-enabling the old knote's filter registers the file as new. */
+static void readd_after_unseen_close_and_reuse_by_a_file(void)
+{
+	int kq = kq_new();
+	int fd = dispatched_then_closed_unseen(kq, NULL);
+	int f = temp_file(7);
+	CHECK_EQ(f, fd);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 7);
+	CHECK(!(ev.flags & EV_DISPATCH)); /* a new knote, not the old one's flags */
+	close(f);
+	close(kq);
+}
+
+/*
+ * EV_ADD that re-arms (the knote was dispatched), with the old socket still
+ * open elsewhere: the new socket is registered anew and reports under the
+ * new udata; the old one's data never comes back under the old (I4).
+ */
+static void readd_after_unseen_close_and_reuse_with_the_old_file_alive(void)
+{
+	int kq = kq_new(), old[2], b[2];
+	int fd = dispatched_then_closed_unseen(kq, old);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
+	EXPECT_NONE(kq, 20); /* the new socket is empty; the old byte is not its */
+	write_n(old[1], 1);
+	EXPECT_NONE(kq, 50);
+	write_n(b[1], 3);
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 3);
+	CHECK(!(ev.flags & EV_DISPATCH));
+	close(old[0]);
+	close(old[1]);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
+/*
+ * EV_ADD of the fd's other filter (its registration's mask changes) after
+ * an unseen close and reuse: the old READ knote went with the close.
+ */
+static void add_of_the_other_filter_after_unseen_close_and_reuse(void)
+{
+	int kq = kq_new(), a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	write_n(b[1], 2);
+	KOK(kq, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(2));
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_WRITE, 1000);
+	CHECK(ev.udata == UD(2));
+	EXPECT_NONE(kq, 50); /* no READ under the old udata */
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0), ENOENT);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
+/*
+ * An EV_ADD the old knote refuses (it may not leave its held serial group:
+ * EBUSY) is a new knote's on the new file, and succeeds.
+ */
+static void readd_refused_by_the_old_knote_succeeds_on_the_new_file(void)
+{
+	int kq = kq_new(), a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	struct kevent ch[2];
+	EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_SERIAL, 0, 0, UD(1));
+	EV_SET(&ch[1], 77, EVFILT_USER, EV_ADD | EV_SERIAL | EV_CLEAR, 0, 0, UD(1));
+	ch[0].ext[1] = ch[1].ext[1] = 6000001;
+	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	write_n(a[1], 1);
+	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000); /* the group is held */
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
+	write_n(b[1], 4);
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 4);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
+/*
+ * Both filters re-added in one changelist after an unseen close and reuse:
+ * the first change finds the new file, the second is a new knote's too, and
+ * nothing of the old knotes (udata 1) comes back.
+ */
+static void readd_of_both_filters_in_one_list_after_unseen_close_and_reuse(void)
+{
+	int kq = kq_new(), a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	KOK(kq, (uintptr_t)a[0], EVFILT_WRITE, EV_ADD | EV_DISPATCH, 0, 0, UD(1));
+	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_WRITE, 1000);
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	write_n(b[1], 6);
+	struct kevent ch[2], ev[4];
+	EV_SET(&ch[0], fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(2));
+	EV_SET(&ch[1], fd, EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(2));
+	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	int n = kpoll(kq, ev, 4, 1000);
+	CHECK_EQ(n, 2);
+	for (int i = 0; i < n; i++) {
+		CHECK(ev[i].udata == UD(2));
+		CHECK(ev[i].filter == EVFILT_READ || ev[i].filter == EVFILT_WRITE);
+		if (ev[i].filter == EVFILT_READ) {
+			CHECK_EQ(ev[i].data, 6);
+			CHECK(ev[i].flags & EV_DISPATCH);
+		} else {
+			CHECK(ev[i].flags & EV_CLEAR);
+			CHECK(!(ev[i].flags & EV_DISPATCH));
+		}
+	}
+	EXPECT_NONE(kq, 50); /* READ dispatched, WRITE edge: quiet now */
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
 static void devices_without_kqueue_support_are_enodev(void)
 {
 	static const char *const devs[] = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"};
@@ -188,6 +384,12 @@ int main(void)
 	RUN(add_after_raw_close_of_the_number_is_ebadf);
 	RUN(enable_after_unseen_close_and_reuse_is_enoent);
 	RUN(delete_of_one_filter_after_unseen_close_and_reuse);
+	RUN(enable_after_unseen_close_and_reuse_by_a_file_is_enoent);
+	RUN(readd_after_unseen_close_and_reuse_by_a_file);
+	RUN(readd_after_unseen_close_and_reuse_with_the_old_file_alive);
+	RUN(add_of_the_other_filter_after_unseen_close_and_reuse);
+	RUN(readd_refused_by_the_old_knote_succeeds_on_the_new_file);
+	RUN(readd_of_both_filters_in_one_list_after_unseen_close_and_reuse);
 	RUN(devices_without_kqueue_support_are_enodev);
 	return 0;
 }
