@@ -446,19 +446,24 @@ down:
 
 /*
  * Queues the changes that give the client socket's READ and WRITE the wanted
- * states, then the release.  Every EV_ENABLE releases the group, so enabling
- * goes through EV_ADD (which does not), and the one release is an EV_ENABLE
- * of the timer, always enabled: a release in the middle of the list would
- * let another thread hold the group while the rest still applies.
+ * states, then the release.  Every EV_ENABLE releases the group, and a
+ * release in the middle of the list would let another thread hold the group
+ * while the rest still applies: so the release is the list's last change.
+ * A new connection's knotes are made with EV_ADD (which releases nothing);
+ * a registered one's are turned off with EV_DISABLE and on with EV_ENABLE
+ * when that is the last change (EV_ADD on an fd with knotes costs libbaton
+ * a look at whether the number still names their file), else EV_ADD.
  */
-static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filter, bool on)
+static void push_fd_knote(struct http_worker *w, struct http_conn *c, short filter,
+                          unsigned short flags)
 {
 	struct kevent ch;
 	unsigned nodata = 0;
 #ifdef NOTE_NODATA
-	nodata = NOTE_NODATA;
+	if (flags & EV_ADD)
+		nodata = NOTE_NODATA;
 #endif
-	http_member(&ch, c, (uintptr_t)c->fd, filter, EV_ADD | (on ? 0 : EV_DISABLE), 0, nodata);
+	http_member(&ch, c, (uintptr_t)c->fd, filter, flags, 0, nodata);
 	http_push(w, &ch);
 }
 
@@ -491,9 +496,9 @@ void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read
 		 * connection down in between).  So the inert changes go first, the
 		 * one that can fire last.  (Only the turn of a registered
 		 * connection wants both.) */
-		push_fd_knote(w, c, want_read ? EVFILT_WRITE : EVFILT_READ, false);
+		push_fd_knote(w, c, want_read ? EVFILT_WRITE : EVFILT_READ, EV_ADD | EV_DISABLE);
 		push_fd_knote(w, c, want_read ? EVFILT_READ : EVFILT_WRITE,
-		              want_read || want_write);
+		              EV_ADD | (want_read || want_write ? 0 : EV_DISABLE));
 		c->read_on = want_read;
 		c->write_on = !want_read && want_write;
 		c->registered = true;
@@ -505,14 +510,22 @@ void http_conn_knotes(struct http_worker *w, struct http_conn *c, bool want_read
 		w->npub++;
 		return;
 	}
-	if (want_read != c->read_on)
-		push_fd_knote(w, c, EVFILT_READ, want_read);
-	if (want_write != c->write_on)
-		push_fd_knote(w, c, EVFILT_WRITE, want_write);
+	/* off first; of what goes on, the last one is the release */
+	bool read_up = want_read && !c->read_on, write_up = want_write && !c->write_on;
+	if (!want_read && c->read_on)
+		push_fd_knote(w, c, EVFILT_READ, EV_DISABLE);
+	if (!want_write && c->write_on)
+		push_fd_knote(w, c, EVFILT_WRITE, EV_DISABLE);
+	if (read_up)
+		push_fd_knote(w, c, EVFILT_READ, write_up ? EV_ADD : EV_ENABLE);
+	if (write_up)
+		push_fd_knote(w, c, EVFILT_WRITE, EV_ENABLE);
 	c->read_on = want_read;
 	c->write_on = want_write;
-	http_member(&ch, c, c->id, EVFILT_TIMER, EV_ENABLE, 0, 0); /* the release */
-	http_push(w, &ch);
+	if (!read_up && !write_up) {
+		http_member(&ch, c, c->id, EVFILT_TIMER, EV_ENABLE, 0, 0); /* the release */
+		http_push(w, &ch);
+	}
 }
 
 static void release(struct http_worker *w, struct http_conn *c, int r)
