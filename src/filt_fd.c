@@ -1088,11 +1088,22 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 	struct kq_fdent *fe = kq__fdt_lookup(kq, fd);
 	if (!fe)
 		return;
-	atomic_fetch_add(&fe->fe_closegen, 1);
-	if (atomic_load(&fe->fe_inepoll))
-		kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 	if (locked_ok) {
-		fe_enter(kq, fe); /* applies it */
+		kq__mutex_lock(&fe->fe_lock);
+		atomic_fetch_add(&fe->fe_closegen, 1);
+		/*
+		 * A oneshot registration that fired reports nothing until it is
+		 * modified, and nothing will modify it now: left in, it goes
+		 * with the file (or, the file dup'd elsewhere, lingers inert
+		 * until its last close; a new file on the number is another
+		 * registration).  So a dispatched or held connection's close
+		 * costs no EPOLL_CTL_DEL.  A re-arm still queued may arm it.
+		 */
+		bool inert = !fe->fe_armed && (fe->fe_regmask & EPOLLONESHOT) &&
+		             !atomic_load(&fe->fe_rearms);
+		if (atomic_load(&fe->fe_inepoll) && !inert)
+			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
+		fe_reap(kq, fe); /* applies it */
 		kq__mutex_unlock(&fe->fe_lock);
 		kq__vnode_close(kq, fd); /* without a lock, filt_vnode.c sees fe_closegen */
 		/*
@@ -1104,5 +1115,9 @@ void kq__fd_close(struct kq *kq, int fd, bool locked_ok)
 		 */
 		while (atomic_load(&fe->fe_rearms))
 			sched_yield();
+	} else {
+		atomic_fetch_add(&fe->fe_closegen, 1);
+		if (atomic_load(&fe->fe_inepoll))
+			kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fd, 0, 0);
 	}
 }

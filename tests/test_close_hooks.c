@@ -100,6 +100,54 @@ static void close_of_a_dup_removes_only_that_fds_knotes(void)
 	close(kq);
 }
 
+/*
+ * A dispatched knote's fired registration is left in epoll by the close (it
+ * reports nothing until modified): with the file kept open by a dup, nothing
+ * of it comes back, neither to the dup nor to files that take the number, nor
+ * once the file itself is dup'd back onto the number and added anew.
+ */
+static void close_of_a_dispatched_fd_whose_file_lives_on(void)
+{
+	int kq = kq_new();
+	int sv[2];
+	CHECK(socketpair_stream(sv) == 0);
+	KOK(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(1));
+	write_n(sv[1], 1);
+	struct kevent e = EXPECT_ONE(kq, (uintptr_t)sv[0], EVFILT_READ, 100);
+	CHECK(e.udata == UD(1));
+	int fd = sv[0], d = dup(sv[0]);
+	CHECK(d >= 0);
+	CHECK_EQ(close(sv[0]), 0);
+	write_n(sv[1], 2);
+	EXPECT_NONE(kq, 30);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_ENABLE, 0, 0), EBADF);
+	/* another file on the number: only its own events, under its knote */
+	int p[2];
+	CHECK(pipe(p) == 0);
+	CHECK_EQ(p[0], fd);
+	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_ENABLE, 0, 0), ENOENT);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(2));
+	EXPECT_NONE(kq, 20);
+	write_n(p[1], 4);
+	e = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 100);
+	CHECK(e.udata == UD(2));
+	CHECK_EQ(e.data, 4);
+	CHECK_EQ(close(p[0]), 0);
+	close(p[1]);
+	/* the old socket back on its number, added anew: 3 bytes wait */
+	CHECK_EQ(dup2(d, fd), fd);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(3));
+	e = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 100);
+	CHECK(e.udata == UD(3));
+	CHECK_EQ(e.data, 3);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EXPECT_NONE(kq, 20);
+	close(fd);
+	close(d);
+	close(sv[1]);
+	close(kq);
+}
+
 static void close_removes_knotes_in_every_kqueue(void)
 {
 	int kq1 = kq_new(), kq2 = kq_new();
@@ -300,6 +348,7 @@ int main(void)
 	RUN(close_removes_the_knotes_of_the_fd);
 	RUN(pending_event_of_a_closed_fd_is_not_returned_for_its_successor);
 	RUN(close_of_a_dup_removes_only_that_fds_knotes);
+	RUN(close_of_a_dispatched_fd_whose_file_lives_on);
 	RUN(close_removes_knotes_in_every_kqueue);
 	RUN(dup2_over_a_registered_fd_removes_its_knotes);
 	RUN(dup2_onto_itself_keeps_the_knotes);
