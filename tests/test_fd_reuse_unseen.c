@@ -353,6 +353,43 @@ static void readd_of_both_filters_in_one_list_after_unseen_close_and_reuse(void)
 	close(kq);
 }
 
+/*
+ * EV_ADD | EV_ENABLE of a serial knote would release its group: after an
+ * unseen close and reuse it is the new socket's knote that is made, in a
+ * group of its own that nobody holds, and the old knote's group (held, with
+ * a member elsewhere) is not released by it.
+ */
+static void serial_readd_with_enable_after_unseen_close_and_reuse(void)
+{
+	int kq = kq_new(), a[2], b[2];
+	CHECK_EQ(socketpair_stream(a), 0);
+	struct kevent ch[2];
+	EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_SERIAL, 0, 0, UD(1));
+	EV_SET(&ch[1], 78, EVFILT_USER, EV_ADD | EV_SERIAL | EV_CLEAR, 0, 0, UD(1));
+	ch[0].ext[1] = ch[1].ext[1] = 6000002;
+	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	write_n(a[1], 1);
+	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000); /* 6000002 is held */
+	int fd = a[0];
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], fd);
+	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_ENABLE | EV_SERIAL, 0, 0, UD(2));
+	write_n(b[1], 5);
+	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
+	CHECK(ev.udata == UD(2));
+	CHECK_EQ(ev.data, 5);
+	CHECK(ev.ext[1] != 6000002);
+	/* the old group is still held: its other member waits */
+	EV_SET(&ch[0], 78, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+	CHECK_EQ(kevent(kq, ch, 1, NULL, 0, NULL), 0);
+	EXPECT_NONE(kq, 50);
+	close(b[0]);
+	close(b[1]);
+	close(kq);
+}
+
 static void devices_without_kqueue_support_are_enodev(void)
 {
 	static const char *const devs[] = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"};
@@ -390,6 +427,7 @@ int main(void)
 	RUN(add_of_the_other_filter_after_unseen_close_and_reuse);
 	RUN(readd_refused_by_the_old_knote_succeeds_on_the_new_file);
 	RUN(readd_of_both_filters_in_one_list_after_unseen_close_and_reuse);
+	RUN(serial_readd_with_enable_after_unseen_close_and_reuse);
 	RUN(devices_without_kqueue_support_are_enodev);
 	return 0;
 }

@@ -6,7 +6,8 @@
 # short wrk comparison.  Prints one result line; exits non-zero when a check
 # fails on the kqueue build (or on the epoll one: then the checks are wrong).
 #   tests/compat/nginx.sh [--quick]
-#     --quick  functional checks only, no wrk (what CI runs; also COMPAT_QUICK=1)
+#     --quick  functional checks only, no wrk (what CI runs; also COMPAT_QUICK=1);
+#              without it, also system calls per request of each build (strace -c)
 # COMPAT_KEEP=1 leaves the temp dir for a look.
 # compat: quick
 set -euo pipefail
@@ -36,7 +37,9 @@ log="$work/logs"
 mkdir -p "$log"
 
 compat_debsrc
-compat_build_deps nginx curl wrk python3 procps
+deps=(curl wrk python3 procps)
+[ "$quick" = 1 ] || deps+=(strace)
+compat_build_deps nginx "${deps[@]}"
 compat_baton
 src=$(compat_source nginx)
 grep -q 'NGINX_VERSION *"1.22.1"' "$src/src/core/nginx.h" || compat_die "not nginx 1.22.1: $src"
@@ -155,10 +158,33 @@ if [ "$quick" = 0 ]; then
 		ratios+=("$(awk -v k="${rps_kqueue:-0}" -v e="${rps_epoll:-0}" \
 			'BEGIN {printf "%.3f", (e > 0 ? k / e : 0)}')")
 	done
+	# System calls per request of each worker (strace -c on all its threads),
+	# keep-alive and Connection: close: what the kqueue build costs the kernel
+	# on top of epoll's (counts, not time: strace slows both alike).
+	sys=""
+	for mode in keepalive close; do
+		hdr=()
+		[ "$mode" = close ] && hdr=(-H "Connection: close")
+		for name in epoll kqueue; do
+			eval "port=\$port_$name"
+			wpid=$(pgrep -P "$(cat "$work/run-$name/logs/nginx.pid")" | head -1)
+			strace -c -f -p "$wpid" -o "$log/strace-$name-$mode" 2>/dev/null &
+			spid=$!
+			sleep 0.5
+			wrk -t1 -c20 -d3s "${hdr[@]}" "http://127.0.0.1:$port/1k.bin" >"$log/wrk-sys-$name-$mode" 2>&1
+			sleep 0.2
+			kill -INT "$spid" 2>/dev/null || true
+			wait "$spid" 2>/dev/null || true
+			n=$(awk '/requests in/ {print $1}' "$log/wrk-sys-$name-$mode")
+			eval "sys_$name=$(awk -v r="${n:-0}" '$NF == "total" && r > 0 {printf "%.2f", $4 / r}' \
+				"$log/strace-$name-$mode" 2>/dev/null)"
+		done
+		sys+="; syscalls/request $mode: kqueue ${sys_kqueue:-?} vs epoll ${sys_epoll:-?}"
+	done
 	stop_nginx epoll || true
 	stop_nginx kqueue || true
 	ratio=$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)
-	bench="; wrk 1KiB c=50 5s x3: kqueue ${ratio}x epoll (${rps_kqueue%.*} vs ${rps_epoll%.*} req/s last round)"
+	bench="; wrk 1KiB c=50 5s x3: kqueue ${ratio}x epoll (${rps_kqueue%.*} vs ${rps_epoll%.*} req/s last round)$sys"
 fi
 
 verdict=PASS
