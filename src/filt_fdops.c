@@ -34,10 +34,20 @@ static int empty_validate(const struct kevent *kev)
 	return kev->fflags ? -EINVAL : 0;
 }
 
+/*
+ * A socket's counts go to the wait's batch (uring.c) from its first report
+ * on, not from its second: a connection's first report is often its only
+ * one, and READ and WRITE on it need three counts that one io_uring_enter
+ * serves.  What the kernel refuses is remembered as for any hint.
+ */
 static int rw_attach(struct kq *kq, struct knote *kn)
 {
 	(void)kq;
-	(void)kn;
+	struct kq_fdent *fe = kn->kn_u.fd.fe;
+	unsigned what = kn->kn_filter == EVFILT_READ ? KQ_CNT_IN : KQ_CNT_OUT;
+	if ((fe->fe_type == FT_STREAM || fe->fe_type == FT_DGRAM) &&
+	    !(kn->kn_sfflags & NOTE_NODATA) && !kq__count_skip(fe, what))
+		kq__count_want(fe, what);
 	return 0;
 }
 

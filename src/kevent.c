@@ -291,7 +291,7 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 		}
 	}
 	/* The byte counts the deliveries below need, in one round trip (uring.c). */
-	bool counts = room > 0 && nev > 1;
+	bool counts = room > 0; /* uring.c decides whether a ring pays (one count does not) */
 	if (counts)
 		kq__count_reports(ev, nev);
 	for (int i = 0; i < nev; i++) {

@@ -328,7 +328,7 @@ static void submit(struct kq_ring *r, int n)
 
 void kq__count_reports(const struct epoll_event *ev, int nev)
 {
-	tb.ev = ev; /* dispatch() passes 2 or more: for one the ioctl costs what the ring does */
+	tb.ev = ev; /* batch() goes to the ring for two commands or more */
 	tb.nev = nev;
 	tb.n = -1;
 }

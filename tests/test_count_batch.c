@@ -183,6 +183,34 @@ static void every_kind_in_one_call(void)
 	close(c1), close(c2), close(l);
 }
 
+/*
+ * A new connection's first report, alone in its wait, with READ and WRITE
+ * (as a server adds an accepted socket): both counts exact, in every round
+ * of fresh connections (batched from the first report on, three counts in
+ * one round trip).
+ */
+static void first_report_of_each_new_connection(void)
+{
+	struct sockaddr_in addr;
+	int l = tcp_listener(&addr), kq = kq_new();
+	for (int round = 0; round < 8; round++) {
+		int p[2];
+		tcp_pair(l, &addr, p);
+		write_n(p[1], 50 + round);
+		struct kevent ch[2];
+		EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL);
+		EV_SET(&ch[1], p[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, NULL);
+		CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+		struct want w[2] = {{(uintptr_t)p[0], EVFILT_READ, 50 + round, false, false},
+		                    {(uintptr_t)p[0], EVFILT_WRITE, sndbuf_of(p[0]), false, false}};
+		expect_all(kq, w, 2);
+		close(p[0]);
+		close(p[1]);
+	}
+	close(kq);
+	close(l);
+}
+
 /* The number of io_uring files this process holds. */
 static int ring_fds(void)
 {
@@ -252,6 +280,7 @@ int main(int argc, char **argv)
 {
 	RUN(every_kind_in_one_call);
 	RUN(closing_a_kqueue_does_not_interrupt_a_wait);
+	RUN(first_report_of_each_new_connection);
 	if (argc > 1)
 		return 0; /* the run without io_uring */
 	/* The same again, counting one system call at a time. */
