@@ -934,6 +934,20 @@ void kq__fd_rearm_done(struct kq *kq, struct kq_fdent *fe, uint32_t seq, int res
 }
 
 /*
+ * Would fe_sync() find nothing to do (fe_lock held)?  The common case after
+ * a report: a dispatched knote's oneshot registration fired and nothing
+ * wants it re-armed.  Inline, it spares the call on every such event.
+ */
+static inline bool fe_synced(const struct kq_fdent *fe)
+{
+	if (fe->fe_verify || fe->fe_type == FT_REGULAR)
+		return !fe->fe_verify;
+	uint32_t want = fe_desired(fe);
+	return want ? fe->fe_inepoll && fe->fe_armed && want == fe->fe_regmask
+	            : !(fe->fe_inepoll && fe->fe_armed);
+}
+
+/*
  * An epoll report for fd: deliver its knotes into out (room slots), queue
  * what does not fit.  Returns the number of events written.
  */
@@ -971,7 +985,7 @@ int kq__fd_epoll_event(struct kq *kq, int fd, uint32_t gen, uint32_t revents, st
 			fd_report(kq, fe, (first + i) % FE_NKN, revents, &s);
 	}
 	fd_finish(kq, fe, &s);
-	if (s.resync)
+	if (s.resync && !fe_synced(fe))
 		fe_sync(kq, fe);
 out:
 	fe_leave(kq, fe);
