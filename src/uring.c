@@ -13,9 +13,10 @@
  *
  * What the kernel serves was probed, not believed (kernel 6.18): TCP and UDP
  * answer all three; AF_UNIX answers SO_SNDBUF only (its proto has no
- * ioctl: EOPNOTSUPP), pipes nothing.  So a fd is batched only once a filter
- * counted it the slow way and asked for it (kq__count_want, a hint tagged
- * with the fd's generation), and a refusal is remembered for that fd, and
+ * ioctl: EOPNOTSUPP), pipes nothing.  So a fd is batched only once its
+ * READ/WRITE knote was attached or a filter counted it the slow way and
+ * asked for it (kq__count_want, a hint tagged with the fd's generation),
+ * and a refusal is remembered for that fd, and
  * for every TCP socket when TCP itself is refused (an older kernel).  Where
  * io_uring cannot be set up at all (ENOSYS, EPERM: io_uring_disabled,
  * seccomp) the process never tries again.  Nothing is decided at build time.
