@@ -290,8 +290,11 @@ static int dispatch(struct kq *kq, const struct epoll_event *ev, int nev, struct
 			break;
 		}
 	}
-	/* The byte counts the deliveries below need, in one round trip (uring.c). */
-	bool counts = room > 0; /* uring.c decides whether a ring pays (one count does not) */
+	/* The byte counts the deliveries below need, in one round trip (uring.c):
+	 * for two reports, or one whose WRITE count is two commands (SIOCOUTQ,
+	 * SO_SNDBUF); for one READ count the ioctl costs what the ring does. */
+	bool counts = room > 0 &&
+	              (nev > 1 || (nev == 1 && (ev[0].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))));
 	if (counts)
 		kq__count_reports(ev, nev);
 	for (int i = 0; i < nev; i++) {
