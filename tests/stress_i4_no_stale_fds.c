@@ -276,14 +276,17 @@ static void *churner(void *p)
 		int is_pipe_rd = peer >= 0 && fcntl(fd, F_GETFL) >= 0 && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
 		if (is_pipe_rd)
 			which = 0;
+		/* dispatch knotes: once returned, a oneshot registration that
+		 * fired, which close() leaves to the kernel (no EPOLL_CTL_DEL) */
+		unsigned short mode = stress_rand(&t->seed) % 2 ? EV_DISPATCH : 0;
 		if (which != 1) {
-			int err = stress_change(c->kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, g);
+			int err = stress_change(c->kq, (uintptr_t)fd, EVFILT_READ, EV_ADD | mode, 0, 0, g);
 			if (err)
 				VIOLATION("I4", "thread %d: EV_ADD of READ on fd %d failed: %s", t->id,
 					  fd, strerror(err));
 		}
 		if (which != 0) {
-			int err = stress_change(c->kq, (uintptr_t)fd, EVFILT_WRITE, EV_ADD, 0, 0, g);
+			int err = stress_change(c->kq, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | mode, 0, 0, g);
 			if (err)
 				VIOLATION("I4", "thread %d: EV_ADD of WRITE on fd %d failed: %s", t->id,
 					  fd, strerror(err));
@@ -319,8 +322,22 @@ static void *churner(void *p)
 			other = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
 			SCHECK(other >= 0);
 		}
+		/* sometimes the file outlives its number (a dup), and gets
+		 * ready again after the close: its registration, if left in
+		 * epoll, must report nothing under the old record */
+		int keep = stress_rand(&t->seed) % 4 == 0 ? dup(fd) : -1;
 		remove_fd(fd, how, other);
 		atomic_store(&g->closed_at, atomic_fetch_add(&c->clock, 1) + 1);
+		if (keep >= 0) {
+			if (peer >= 0) {
+				SCHECK(write(peer, "e", 1) == 1);
+			} else {
+				uint64_t one = 1;
+				SCHECK(write(keep, &one, sizeof one) == sizeof one);
+			}
+			sched_yield();
+			SCHECK(close(keep) == 0);
+		}
 		if (other >= 0) {
 			/* fd now is a dup of other: the number stays taken a while */
 			if (stress_rand(&t->seed) % 2)
