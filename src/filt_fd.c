@@ -186,6 +186,16 @@ static void fe_forget(struct kq *kq, struct kq_fdent *fe);
 static bool fe_file_changed(struct kq *kq, struct kq_fdent *fe);
 
 /*
+ * Does the registration already hold want (fe_desired)?  No registration
+ * armed for none (a oneshot that fired reports nothing), or want armed.
+ */
+static inline bool fe_holds(const struct kq_fdent *fe, uint32_t want)
+{
+	bool armed = fe->fe_inepoll && fe->fe_armed;
+	return want ? armed && want == fe->fe_regmask : !armed;
+}
+
+/*
  * Makes the epoll registration match the knotes (fe_lock held).  -ENOENT or
  * -EBADF: the file the knotes were made for is gone, and so are they.
  */
@@ -198,14 +208,13 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 	uint64_t data = kq__ep_data_fd(fe->fe_fd, fe->fe_gen);
 	int err = 0;
 	/*
-	 * An EV_ADD left its look at the file to us (fe_probe): the MOD below
-	 * looks too, as epoll finds the registration by (file, number).  Any
-	 * other way needs the look first.
+	 * An EV_ADD left its look at the file to us (fe_probe): a MOD below
+	 * looks too, as epoll finds the registration by (file, number).  No
+	 * epoll_ctl, or a DEL (which would not tell), needs the look first.
 	 */
 	bool verify = fe->fe_verify;
 	fe->fe_verify = false;
-	if (__builtin_expect(verify, 0) &&
-	    !(want && fe->fe_inepoll && !(fe->fe_armed && want == fe->fe_regmask))) {
+	if (__builtin_expect(verify, 0) && !(want && fe->fe_inepoll && !fe_holds(fe, want))) {
 		if (fe_file_changed(kq, fe)) {
 			fe_forget(kq, fe);
 			return -ENOENT;
@@ -213,24 +222,21 @@ static int fe_sync(struct kq *kq, struct kq_fdent *fe)
 		looked_now(fe);
 		verify = false;
 	}
-	if (!want) {
-		/* A fired oneshot registration reports nothing: leave it. */
-		if (fe->fe_inepoll && fe->fe_armed) {
-			fe_seq_move(fe, 1);
-			if (kq__defer_kq)
-				kq__defer_drop(kq, fe);
-			err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
-			fe->fe_inepoll = false;
-			fe->fe_gen++; /* a report already taken is stale now (I4) */
-			/* Disabled knotes stay: out of epoll, only (st_dev, st_ino)
-			 * tell their file from a new one (fe_file_changed). */
-			if (!err && !fe->fe_ino && fe_busy(fe))
-				fe_identify(fe);
-		}
+	if (fe_holds(fe, want))
+		return 0;
+	if (!want) { /* armed: out with it */
+		fe_seq_move(fe, 1);
+		if (kq__defer_kq)
+			kq__defer_drop(kq, fe);
+		err = kq__ep_ctl(kq->kq_epfd, EPOLL_CTL_DEL, fe->fe_fd, 0, 0);
+		fe->fe_inepoll = false;
+		fe->fe_gen++; /* a report already taken is stale now (I4) */
+		/* Disabled knotes stay: out of epoll, only (st_dev, st_ino)
+		 * tell their file from a new one (fe_file_changed). */
+		if (!err && !fe->fe_ino && fe_busy(fe))
+			fe_identify(fe);
 		return err == -ENOENT || err == -EBADF ? 0 : err;
 	}
-	if (fe->fe_inepoll && fe->fe_armed && want == fe->fe_regmask)
-		return 0;
 	fe_seq_move(fe, 1);
 	if (!fe->fe_inepoll) {
 		if (kq__defer_kq)
@@ -942,9 +948,7 @@ static inline bool fe_synced(const struct kq_fdent *fe)
 {
 	if (fe->fe_verify || fe->fe_type == FT_REGULAR)
 		return !fe->fe_verify;
-	uint32_t want = fe_desired(fe);
-	return want ? fe->fe_inepoll && fe->fe_armed && want == fe->fe_regmask
-	            : !(fe->fe_inepoll && fe->fe_armed);
+	return fe_holds(fe, fe_desired(fe));
 }
 
 /*
