@@ -17,6 +17,33 @@ static void raw_close(int fd)
 	CHECK_EQ(syscall(SYS_close, fd), 0);
 }
 
+/* Both ends of a closed unseen; a new pair b takes a[0]'s number. */
+static void reuse_by_a_socketpair(const int a[2], int b[2])
+{
+	raw_close(a[0]);
+	raw_close(a[1]);
+	CHECK_EQ(socketpair_stream(b), 0);
+	CHECK_EQ(b[0], a[0]);
+}
+
+/*
+ * a[0]'s READ and EVFILT_USER ident user in serial group gid, READ
+ * delivered: the group is held.  Then a closed unseen and its number reused
+ * by a new pair b.
+ */
+static void held_group_then_reuse(int kq, int a[2], uintptr_t user, uint64_t gid, int b[2])
+{
+	CHECK_EQ(socketpair_stream(a), 0);
+	struct kevent ch[2];
+	EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_SERIAL, 0, 0, UD(1));
+	EV_SET(&ch[1], user, EVFILT_USER, EV_ADD | EV_SERIAL | EV_CLEAR, 0, 0, UD(1));
+	ch[0].ext[1] = ch[1].ext[1] = gid;
+	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	write_n(a[1], 1);
+	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000);
+	reuse_by_a_socketpair(a, b);
+}
+
 static void reuse_after_raw_close_registers_the_new_socket(void)
 {
 	int kq = kq_new();
@@ -24,10 +51,7 @@ static void reuse_after_raw_close_registers_the_new_socket(void)
 	CHECK_EQ(socketpair_stream(a), 0);
 	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
 	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	reuse_by_a_socketpair(a, b);
 	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
 	EXPECT_NONE(kq, 20);
 	write_n(b[1], 3);
@@ -118,10 +142,7 @@ static void enable_after_unseen_close_and_reuse_is_enoent(void)
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000);
 	CHECK(ev.udata == UD(1)); /* delivered: disabled until EV_ENABLE */
 	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	reuse_by_a_socketpair(a, b);
 	write_n(b[1], 2);
 	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_ENABLE, 0, 0), ENOENT);
 	EXPECT_NONE(kq, 50);
@@ -145,10 +166,7 @@ static void delete_of_one_filter_after_unseen_close_and_reuse(void)
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_WRITE, 1000);
 	CHECK(ev.udata == UD(1));
 	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	reuse_by_a_socketpair(a, b);
 	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0), ENOENT);
 	EXPECT_NONE(kq, 50); /* no WRITE of the new socket under the old udata */
 	CHECK_EQ(kchange_err(kq, (uintptr_t)fd, EVFILT_WRITE, EV_DISABLE, 0, 0), ENOENT);
@@ -267,10 +285,7 @@ static void add_of_the_other_filter_after_unseen_close_and_reuse(void)
 	CHECK_EQ(socketpair_stream(a), 0);
 	KOK(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
 	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	reuse_by_a_socketpair(a, b);
 	write_n(b[1], 2);
 	KOK(kq, (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(2));
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_WRITE, 1000);
@@ -289,19 +304,8 @@ static void add_of_the_other_filter_after_unseen_close_and_reuse(void)
 static void readd_refused_by_the_old_knote_succeeds_on_the_new_file(void)
 {
 	int kq = kq_new(), a[2], b[2];
-	CHECK_EQ(socketpair_stream(a), 0);
-	struct kevent ch[2];
-	EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_SERIAL, 0, 0, UD(1));
-	EV_SET(&ch[1], 77, EVFILT_USER, EV_ADD | EV_SERIAL | EV_CLEAR, 0, 0, UD(1));
-	ch[0].ext[1] = ch[1].ext[1] = 6000001;
-	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
-	write_n(a[1], 1);
-	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000); /* the group is held */
-	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	held_group_then_reuse(kq, a, 77, 6000001, b);
+	int fd = b[0];
 	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0, UD(2));
 	write_n(b[1], 4);
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
@@ -325,10 +329,7 @@ static void readd_of_both_filters_in_one_list_after_unseen_close_and_reuse(void)
 	KOK(kq, (uintptr_t)a[0], EVFILT_WRITE, EV_ADD | EV_DISPATCH, 0, 0, UD(1));
 	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_WRITE, 1000);
 	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	reuse_by_a_socketpair(a, b);
 	write_n(b[1], 6);
 	struct kevent ch[2], ev[4];
 	EV_SET(&ch[0], fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(2));
@@ -362,19 +363,8 @@ static void readd_of_both_filters_in_one_list_after_unseen_close_and_reuse(void)
 static void serial_readd_with_enable_after_unseen_close_and_reuse(void)
 {
 	int kq = kq_new(), a[2], b[2];
-	CHECK_EQ(socketpair_stream(a), 0);
-	struct kevent ch[2];
-	EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_SERIAL, 0, 0, UD(1));
-	EV_SET(&ch[1], 78, EVFILT_USER, EV_ADD | EV_SERIAL | EV_CLEAR, 0, 0, UD(1));
-	ch[0].ext[1] = ch[1].ext[1] = 6000002;
-	CHECK_EQ(kevent(kq, ch, 2, NULL, 0, NULL), 0);
-	write_n(a[1], 1);
-	EXPECT_ONE(kq, (uintptr_t)a[0], EVFILT_READ, 1000); /* 6000002 is held */
-	int fd = a[0];
-	raw_close(a[0]);
-	raw_close(a[1]);
-	CHECK_EQ(socketpair_stream(b), 0);
-	CHECK_EQ(b[0], fd);
+	held_group_then_reuse(kq, a, 78, 6000002, b);
+	int fd = b[0];
 	KOK(kq, (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_ENABLE | EV_SERIAL, 0, 0, UD(2));
 	write_n(b[1], 5);
 	struct kevent ev = EXPECT_ONE(kq, (uintptr_t)fd, EVFILT_READ, 1000);
@@ -382,8 +372,7 @@ static void serial_readd_with_enable_after_unseen_close_and_reuse(void)
 	CHECK_EQ(ev.data, 5);
 	CHECK(ev.ext[1] != 6000002);
 	/* the old group is still held: its other member waits */
-	EV_SET(&ch[0], 78, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
-	CHECK_EQ(kevent(kq, ch, 1, NULL, 0, NULL), 0);
+	KOK(kq, 78, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 	EXPECT_NONE(kq, 50);
 	close(b[0]);
 	close(b[1]);
