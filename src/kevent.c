@@ -186,8 +186,17 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 	return 1;
 }
 
+/* A change of any filter but EVFILT_USER may give the kernel a source to
+ * report: the kqueue's waits go to epoll from now on (quiet.c). */
+static inline void kernel_source(struct kq *kq, short filter)
+{
+	if (filter != EVFILT_USER && !atomic_load_explicit(&kq->kq_loud, memory_order_relaxed))
+		kq__quiet_end(kq);
+}
+
 static int apply_change(struct kq *kq, struct kevent *kev)
 {
+	kernel_source(kq, kev->filter);
 	kev->flags &= ~EV_SYSFLAGS;
 	int err = check_flags(kev->flags);
 	if (err)
@@ -209,6 +218,7 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 static int apply_pair(struct kq *kq, struct kevent *kev, bool room)
 {
 	int slot[2] = {kq__fd_slot(kev[0].filter), kq__fd_slot(kev[1].filter)};
+	kernel_source(kq, kev[0].filter);
 	kev[0].flags &= ~EV_SYSFLAGS;
 	kev[1].flags &= ~EV_SYSFLAGS;
 	if (slot[0] < 0 || slot[1] < 0 || slot[0] == slot[1] ||
@@ -340,6 +350,14 @@ static int wait_ms(int64_t deadline)
 	return ms > 1000000000 ? 1000000000 : (int)ms;
 }
 
+/* The kernel's reports, or on a quiet kqueue a sleep until a trigger (quiet.c). */
+static inline int wait_reports(struct kq *kq, struct epoll_event *evbuf, int max, int ms)
+{
+	if (kq__quiet(kq))
+		return kq__quiet_wait(kq, ms);
+	return kq__ep_wait_kq(kq, evbuf, max, ms);
+}
+
 static int scan(struct kq *kq, struct kevent *out, int nevents, const struct timespec *ts)
 {
 	struct epoll_event evbuf[KQ_EVBUF];
@@ -351,7 +369,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 			return n ? n : -EBADF;
 		if (atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) > 0) {
 			/* Kernel reports go behind what is already queued. */
-			int r = kq__ep_wait_kq(kq, evbuf, KQ_EVBUF, 0);
+			int r = wait_reports(kq, evbuf, KQ_EVBUF, 0);
 			if (r > 0)
 				dispatch(kq, evbuf, r, out, 0);
 			n += drain(kq, out + n, nevents - n);
@@ -362,7 +380,7 @@ static int scan(struct kq *kq, struct kevent *out, int nevents, const struct tim
 		int ms = n > 0 ? 0 : wait_ms(deadline);
 		int max = nevents - n < KQ_EVBUF ? nevents - n : KQ_EVBUF;
 		unsigned quiet = kq__sig_quiet;
-		int r = kq__ep_wait_kq(kq, evbuf, max, ms);
+		int r = wait_reports(kq, evbuf, max, ms);
 		if (r == -EINTR && kq__sig_quiet != quiet && !n)
 			continue; /* only an ignored, watched signal: its wake is queued */
 		if (r < 0)

@@ -341,6 +341,10 @@ struct kq {
 	struct knote *kq_head, *kq_tail; /* kq_lock: the ready queue, FIFO */
 	atomic_int kq_nready;            /* length of the ready queue */
 	atomic_bool kq_wake_pending;     /* an eventfd wake is in flight */
+	/* the futex wait of a kqueue with only EVFILT_USER knotes (quiet.c) */
+	atomic_bool kq_loud;    /* a change of another filter was made: waits go to epoll */
+	atomic_uint kq_qseq;    /* futex word: moved by each wake of its sleepers */
+	atomic_int kq_qwaiters; /* threads in kq__quiet_wait() */
 
 	/* kq_lock: hash of knotes whose ident is not an fd */
 	struct kq_htab kq_hash;
@@ -382,6 +386,23 @@ struct kq {
 	struct kq_htab kq_ghash; /* kq_glock */
 	struct kq_slab kq_gslab; /* kq_glock: groups, type-stable */
 };
+
+/* quiet.c: waits of a kqueue that only triggers can make ready */
+int kq__quiet_wait(struct kq *kq, int ms); /* 0, or -EINTR */
+bool kq__quiet_wake(struct kq *kq);        /* true: a sleeper was woken, no eventfd write */
+void kq__quiet_end(struct kq *kq);         /* before the first change of another filter */
+void kq__quiet_wake_all(struct kq *kq);    /* the kqueue was closed */
+
+/*
+ * Do kq's waits sleep on its futex?  Not once it is loud, nor while an
+ * eventfd wake is in flight: epoll_wait() takes that one, or the kqueue's
+ * fd would stay readable with nothing to read.
+ */
+static inline bool kq__quiet(struct kq *kq)
+{
+	return !atomic_load_explicit(&kq->kq_loud, memory_order_relaxed) &&
+	       !atomic_load_explicit(&kq->kq_wake_pending, memory_order_relaxed);
+}
 
 /* group.c: serial groups */
 struct kn_aux *kq__aux(struct knote *kn); /* allocates; NULL: ENOMEM */

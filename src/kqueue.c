@@ -165,6 +165,7 @@ static void name_gone(struct kq *kq, int fd)
 		kq__put(kq);
 		return;
 	}
+	kq__quiet_wake_all(kq);
 	/* Level-triggered and never read: every epoll_wait returns now. */
 	uint64_t one = 1;
 	(void)!write(kq->kq_wakefd, &one, sizeof(one));
@@ -414,6 +415,9 @@ void kq__wake_flush(struct kq *kq, bool collecting)
 	wake_due = false;
 	if (!due || KQ_BROKEN(KQ_BREAK_I3) ||
 	    atomic_load_explicit(&kq->kq_nready, memory_order_relaxed) == 0)
+		return;
+	/* A thread asleep on a quiet kqueue's futex takes it (quiet.c). */
+	if (!atomic_load_explicit(&kq->kq_loud, memory_order_relaxed) && kq__quiet_wake(kq))
 		return;
 	if (atomic_exchange(&kq->kq_wake_pending, true))
 		return;
@@ -707,6 +711,7 @@ long kq__next_private(unsigned from, unsigned last)
  */
 static int kq_child_copy(struct kq *kq)
 {
+	atomic_store(&kq->kq_qwaiters, 0); /* the parent's threads */
 	kq__mutex_init(&kq->kq_lock);
 	pthread_mutex_init(&kq->kq_glock, NULL);
 	kq__group_fork(kq);

@@ -17,6 +17,9 @@
  * With BATON_URING_WAIT=1 the waiters first take an io_uring each
  * (own_a_ring), so they sleep in it, as a server's threads do.
  *
+ * Phase "quiet": the same with user events only, so that the waiters
+ * sleep on the kqueue's futex rather than in epoll_wait() (src/quiet.c).
+ *
  * Phase "pair": a socket that is readable and writable at once, watched
  * for READ and WRITE, polled with nevents = 1: both must come back in turn
  * (single thread: each within 4 calls; 2..32 threads over several such
@@ -156,7 +159,7 @@ static int make_ready(struct wctx *c, struct src *s, struct kevent *ch)
 	}
 }
 
-static void run_wake(int nthreads)
+static void run_wake(int nthreads, int quiet)
 {
 	struct wctx *c = calloc(1, sizeof *c);
 	SCHECK(c);
@@ -166,7 +169,7 @@ static void run_wake(int nthreads)
 		c->user[i] = (struct src){K_USER, 100 + (uintptr_t)i, EVFILT_USER, -1, -1};
 		CHANGE_OK(c->kq, c->user[i].ident, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, &c->user[i]);
 	}
-	for (int i = 0; i < NENABLE; i++) {
+	for (int i = 0; i < NENABLE && !quiet; i++) {
 		int sv[2];
 		stress_socketpair(sv);
 		SCHECK(write(sv[1], "e", 1) == 1); /* never read: ready when enabled */
@@ -174,7 +177,7 @@ static void run_wake(int nthreads)
 		CHANGE_OK(c->kq, c->en[i].ident, EVFILT_READ, EV_ADD | EV_DISPATCH | EV_DISABLE,
 			  0, 0, &c->en[i]);
 	}
-	for (int i = 0; i < NWRITE; i++) {
+	for (int i = 0; i < NWRITE && !quiet; i++) {
 		int sv[2];
 		stress_socketpair(sv);
 		c->wr[i] = (struct src){K_WRITE, (uintptr_t)sv[0], EVFILT_READ, sv[0], sv[1]};
@@ -214,6 +217,8 @@ static void run_wake(int nthreads)
 		int used[NKINDS] = {0};
 		for (int i = 0; i < k; i++) {
 			int kind = (int)(stress_rand(&seed) % NKINDS);
+			if (quiet)
+				kind = K_USER;
 			struct src *s;
 			switch (kind) {
 			case K_USER: s = &c->user[used[K_USER]++]; break;
@@ -283,13 +288,14 @@ static void run_wake(int nthreads)
 	double t2 = now_ms();
 	CHANGE_OK(c->kq, QUIT_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 	stress_join(tids, nthreads);
-	fprintf(stderr, "   wake: %2d threads, %ld rounds, %ld events, %.0f ms\n", nthreads, r,
-		expect[0] + expect[1] + expect[2] + expect[3], t2 - t0);
-	for (int i = 0; i < NENABLE; i++) {
+	fprintf(stderr, "  %s: %2d threads, %ld rounds, %ld events, %.0f ms\n",
+		quiet ? "quiet" : " wake", nthreads, r, expect[0] + expect[1] + expect[2] + expect[3],
+		t2 - t0);
+	for (int i = 0; i < NENABLE && !quiet; i++) {
 		close(c->en[i].fd);
 		close(c->en[i].peer);
 	}
-	for (int i = 0; i < NWRITE; i++) {
+	for (int i = 0; i < NWRITE && !quiet; i++) {
 		close(c->wr[i].fd);
 		close(c->wr[i].peer);
 	}
@@ -440,7 +446,10 @@ int main(void)
 		int n = stress_threads[i];
 		snprintf(name, sizeof name, "wake, %d threads", n);
 		stress_watchdog(name, 60);
-		run_wake(n);
+		run_wake(n, 0);
+		snprintf(name, sizeof name, "quiet, %d threads", n);
+		stress_watchdog(name, 60);
+		run_wake(n, 1);
 		snprintf(name, sizeof name, "pair, %d threads", n);
 		stress_watchdog(name, 60);
 		pair_threads(n, 1);
