@@ -441,6 +441,20 @@ void kq__generic_group_released(struct kq *kq, struct knote *kn, struct kq_group
 
 /* kqueue.c */
 struct kq *kq__get(int fd); /* takes a reference, NULL: EBADF */
+
+/*
+ * A reference to a kqueue found lock-free (fd table, live list), taken only
+ * while another is held: at zero the struct is being released, or was and
+ * may be recycled, and a hook's kq__put() would take the transient
+ * reference for the last one and close descriptors that are not its own.
+ */
+static inline bool kq__ref_if_held(struct kq *kq)
+{
+	int r = atomic_load(&kq->kq_refs);
+	while (r > 0 && !atomic_compare_exchange_weak(&kq->kq_refs, &r, r + 1))
+		;
+	return r > 0;
+}
 void kq__put(struct kq *kq);
 bool kq__is_kqueue_fd(int fd);
 void kq__wake(struct kq *kq); /* a waiter should look at the ready queue (noted) */
@@ -676,6 +690,11 @@ extern _Thread_local unsigned kq__depth __attribute__((tls_model("initial-exec")
 extern _Thread_local unsigned kq__hooking __attribute__((tls_model("initial-exec")));
 #define KQ_HOOK_ENTER() (kq__depth++, kq__hooking++)
 #define KQ_HOOK_LEAVE() (kq__depth--, kq__hooking--)
+
+#ifdef __SANITIZE_THREAD__
+/* kqueue.c closes its own descriptors through ThreadSanitizer's close() */
+extern _Thread_local bool kq__raw_close;
+#endif
 
 /* Fault switches for the stress tests (BATON_TEST_HOOKS builds only). */
 #ifdef BATON_TEST_HOOKS

@@ -7,6 +7,7 @@
  * kqueue without a global lock: it takes a reference and then checks that
  * the table still maps the fd to it.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -232,7 +233,8 @@ struct kq *kq__get(int fd)
 	struct kq *kq = kt_name(v);
 	if (!kq && (v || fd < 0 || !(kq = kq_adopt(fd, &slot))))
 		return NULL;
-	atomic_fetch_add(&kq->kq_refs, 1);
+	if (!kq__ref_if_held(kq))
+		return NULL; /* released: its names are gone */
 	if (kt_name(atomic_load(slot)) != kq || atomic_load(&kq->kq_dead)) {
 		kq__put(kq);
 		return NULL;
@@ -260,6 +262,40 @@ bool kq__is_private_fd(int fd)
  */
 #define KQ_PRIV_TOP 4096
 
+#ifdef __SANITIZE_THREAD__
+/*
+ * ThreadSanitizer follows descriptors through its interceptors: a number
+ * closed with the raw system call stays open to it, and the next file
+ * another thread gets on that number looks like a race with ours (the
+ * transient low number of a new eventfd, say).  In its builds our own
+ * descriptors are closed through its close(), found once at the first
+ * kqueue(); that ends in our close(), which kq__raw_close sends straight
+ * to the system call (no hook: nobody watches these numbers).
+ */
+_Thread_local bool kq__raw_close;
+static int (*_Atomic tsan_close)(int);
+static void private_close_init(void)
+{
+	atomic_store(&tsan_close, (int (*)(int))dlsym(RTLD_DEFAULT, "close"));
+}
+static int private_sys_close(int fd)
+{
+	int (*fn)(int) = atomic_load(&tsan_close);
+	if (!fn)
+		return kq__sys_close(fd);
+	bool was = kq__raw_close;
+	kq__raw_close = true;
+	int r = fn(fd);
+	kq__raw_close = was;
+	return r;
+}
+#else
+static void private_close_init(void)
+{
+}
+#define private_sys_close kq__sys_close
+#endif
+
 int kq__private_fd(struct kq *kq, int fd)
 {
 	if (fd < 0)
@@ -272,7 +308,7 @@ int kq__private_fd(struct kq *kq, int fd)
 	for (long step = 64; step < top && top - step > fd; step *= 2) {
 		int n = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, top - step);
 		if (n >= 0) {
-			kq__sys_close(fd);
+			private_sys_close(fd);
 			fd = n;
 			break;
 		}
@@ -293,7 +329,7 @@ void kq__private_close(struct kq *kq, int fd)
 	uintptr_t v = (uintptr_t)kq | KT_PRIVATE;
 	if (slot)
 		atomic_compare_exchange_strong(slot, &v, 0);
-	kq__sys_close(fd);
+	private_sys_close(fd);
 }
 
 static void close_if(struct kq *kq, int *fd)
@@ -455,6 +491,7 @@ static void kq_init_once(void)
 			kq__break_mask |= 1 << (KQ_BREAK_G1 + b[1] - '1');
 	}
 #endif
+	private_close_init();
 	pthread_atfork(kq_prepare_atfork, kq_parent_atfork, kq_child_atfork);
 }
 
@@ -856,9 +893,9 @@ void kq__foreach(void (*fn)(struct kq *, void *), void *arg)
 {
 	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
 	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
-		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead))
+		if (!atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) ||
+		    !kq__ref_if_held(kq))
 			continue;
-		atomic_fetch_add(&kq->kq_refs, 1);
 		if (atomic_load(&kq->kq_listed) && !atomic_load(&kq->kq_dead))
 			fn(kq, arg);
 		kq__put(kq);

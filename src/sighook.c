@@ -213,9 +213,9 @@ static void sh_notify(int sig)
 	for (struct kq *kq = atomic_load_explicit(&kq__live, memory_order_acquire); kq;
 	     kq = atomic_load_explicit(&kq->kq_lnext, memory_order_acquire)) {
 		if (!(atomic_load_explicit(&kq->kq_sigmask, memory_order_relaxed) & bit) ||
-		    !atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead))
+		    !atomic_load(&kq->kq_listed) || atomic_load(&kq->kq_dead) ||
+		    !kq__ref_if_held(kq))
 			continue;
-		atomic_fetch_add(&kq->kq_refs, 1);
 		if (atomic_load(&kq->kq_listed) && !atomic_load(&kq->kq_dead)) {
 			atomic_store(&kq->kq_sigdirty, true);
 			if (!KQ_BROKEN(KQ_BREAK_I3)) /* the stress tests' lost wakeup */
