@@ -415,35 +415,52 @@ static void on_alarm(int sig)
 	(void)sig;
 }
 
+/*
+ * Whether or not the handler has SA_RESTART (kern_kevent turns ERESTART
+ * into EINTR), on a kqueue that waits in epoll_wait and on one that waits
+ * on its futex (only user events: src/quiet.c).
+ */
 static void a_signal_handler_interrupts_a_wait_with_eintr(void)
 {
-	int kq = kq_new();
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_alarm;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART */
-	CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
-	struct itimerval it = {{0, 0}, {0, 50000}};
-	CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
-	struct kevent ev;
-	struct timespec ts = {3, 0};
-	double t0 = now_ms();
-	errno = 0;
-	int n = kevent(kq, NULL, 0, &ev, 1, &ts);
-	int err = errno;
-	double dt = now_ms() - t0;
-	CHECK_EQ(n, -1);
-	CHECK_EQ(err, EINTR);
-	CHECK(dt < 2000);
-	/* and with timeout NULL */
-	CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
-	errno = 0;
-	n = kevent(kq, NULL, 0, &ev, 1, NULL);
-	CHECK_EQ(n, -1);
-	CHECK_EQ(errno, EINTR);
-	signal(SIGALRM, SIG_DFL);
-	close(kq);
+	for (int variant = 0; variant < 4; variant++) {
+		int restart = variant & 1, loud = variant >> 1;
+		int kq = kq_new();
+		int p[2] = {-1, -1};
+		if (loud) {
+			CHECK(pipe(p) == 0);
+			KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		}
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_alarm;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = restart ? SA_RESTART : 0;
+		CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+		struct itimerval it = {{0, 0}, {0, 50000}};
+		CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+		struct kevent ev;
+		struct timespec ts = {3, 0};
+		double t0 = now_ms();
+		errno = 0;
+		int n = kevent(kq, NULL, 0, &ev, 1, &ts);
+		int err = errno;
+		double dt = now_ms() - t0;
+		CHECK_EQ(n, -1);
+		CHECK_EQ(err, EINTR);
+		CHECK(dt < 2000);
+		/* and with timeout NULL */
+		CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+		errno = 0;
+		n = kevent(kq, NULL, 0, &ev, 1, NULL);
+		CHECK_EQ(n, -1);
+		CHECK_EQ(errno, EINTR);
+		signal(SIGALRM, SIG_DFL);
+		if (loud) {
+			close(p[0]);
+			close(p[1]);
+		}
+		close(kq);
+	}
 }
 
 int main(void)
