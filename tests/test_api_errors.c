@@ -430,12 +430,7 @@ static void a_signal_handler_interrupts_a_wait_with_eintr(void)
 			CHECK(pipe(p) == 0);
 			KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
 		}
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_handler = on_alarm;
-		sigemptyset(&sa.sa_mask);
-		sa.sa_flags = restart ? SA_RESTART : 0;
-		CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+		set_action(SIGALRM, on_alarm, restart ? SA_RESTART : 0);
 		struct itimerval it = {{0, 0}, {0, 50000}};
 		CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
 		struct kevent ev;

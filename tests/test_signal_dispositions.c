@@ -58,15 +58,6 @@ static void on_info(int sig, siginfo_t *si, void *uc)
 	info_ok = sig == SIGUSR1 && si->si_code == SI_QUEUE && si->si_value.sival_int == 42;
 }
 
-static void set_action(int sig, void (*fn)(int), int flags)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = fn;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = flags;
-	CHECK(sigaction(sig, &sa, NULL) == 0);
-}
 
 static void expect_data(int kq, int sig, long data)
 {

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <stdint.h>
 #include <sys/event.h>
@@ -171,22 +172,54 @@ static inline int fd_is_open(int fd)
  * so that a signal sent next interrupts the wait and not the way there
  * (a loaded machine can take longer than any fixed sleep).
  */
-static inline void wait_blocked_in_epoll(pid_t tid)
+static inline void read_task_file(pid_t tid, const char *name, char *buf, size_t size)
 {
 	char path[64];
-	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
+	memset(buf, 0, size);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	ssize_t r = read(fd, buf, size - 1);
+	close(fd);
+	CHECK(r > 0);
+}
+
+static inline void wait_blocked_in_epoll(pid_t tid)
+{
 	for (int i = 0; i < 5000; i++) {
-		char buf[32] = {0};
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		CHECK(fd >= 0);
-		ssize_t r = read(fd, buf, sizeof buf - 1);
-		close(fd);
-		long nr = r > 0 ? strtol(buf, NULL, 10) : -1;
+		char buf[32];
+		read_task_file(tid, "syscall", buf, sizeof buf);
+		long nr = strtol(buf, NULL, 10);
 		if (nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2)
 			return;
 		usleep(1000);
 	}
 	CHECK(!"thread never blocked in epoll_wait");
+}
+
+/* Waits (up to 5 s) until thread tid sleeps (state S), in whatever call. */
+static inline void wait_asleep(pid_t tid)
+{
+	for (int i = 0; i < 5000; i++) {
+		char buf[512];
+		read_task_file(tid, "stat", buf, sizeof buf);
+		char *end = strrchr(buf, ')');
+		if (end && end[1] == ' ' && end[2] == 'S')
+			return;
+		usleep(1000);
+	}
+	CHECK(!"thread never slept");
+}
+
+/* A handler (or SIG_DFL / SIG_IGN) for sig with the given sa_flags. */
+static inline void set_action(int sig, void (*fn)(int), int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = flags;
+	CHECK(sigaction(sig, &sa, NULL) == 0);
 }
 
 static inline void set_nonblock(int fd)
