@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -422,6 +423,23 @@ static uint64_t next_call_token(void)
 	return next++;
 }
 
+/*
+ * The wait is a cancellation point (epoll_wait(), and the quiet wait's
+ * futex: quiet.c), as FreeBSD's kevent() is.  A thread cancelled there
+ * does what the call's end would: the wake-ups its changes noted go out,
+ * and its reference goes (else the kqueue, once closed, was never freed:
+ * its three descriptors stayed open).  This file is built with -fexceptions,
+ * so the handler costs no setjmp per call (src/CMakeLists.txt).
+ */
+static void kevent_cancelled(void *arg)
+{
+	struct kq *kq = arg;
+	kq__defer_flush(kq);
+	kq__wake_flush(kq, true);
+	kq__put(kq);
+	KQ_LEAVE();
+}
+
 static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, struct kevent *events,
                        int nevents, const struct timespec *ts)
 {
@@ -486,8 +504,13 @@ static int kevent_impl(int kqfd, const struct kevent *changes, int nchanges, str
 	 * when there is something to wait for. */
 	if (nerr > 0)
 		r = nerr;
-	else if (nevents > 0)
-		r = timeout_valid(ts) ? scan(kq, events, nevents, ts) : -EINVAL;
+	else if (nevents > 0 && !timeout_valid(ts))
+		r = -EINVAL;
+	else if (nevents > 0) {
+		pthread_cleanup_push(kevent_cancelled, kq);
+		r = scan(kq, events, nevents, ts);
+		pthread_cleanup_pop(0);
+	}
 out:
 	kq__defer_flush(kq);
 	/* Leftovers and new work stay visible to other waiters and to poll(). */

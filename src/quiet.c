@@ -28,11 +28,18 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kq_private.h"
+
+/* A sleeper cancelled in its wait (pthread_cancel) is a sleeper no more. */
+static void sleeper_cancelled(void *kq)
+{
+	atomic_fetch_sub(&((struct kq *)kq)->kq_qwaiters, 1);
+}
 
 static void wake_sleepers(struct kq *kq, int n)
 {
@@ -57,8 +64,20 @@ int kq__quiet_wait(struct kq *kq, int ms)
 		 */
 		struct timespec t = {ms < 0 ? 1L << 30 : ms / 1000,
 		                     ms < 0 ? 0 : (ms % 1000) * 1000000L};
-		if (syscall(SYS_futex, &kq->kq_qseq, FUTEX_WAIT_PRIVATE, seen, &t, NULL, 0) < 0 &&
-		    errno == EINTR)
+		/*
+		 * A cancellation point, as epoll_wait() is and FreeBSD's
+		 * kevent(): glibc's syscall() is not one, so cancellation is
+		 * asynchronous for the system call alone.
+		 */
+		int type, err;
+		pthread_cleanup_push(sleeper_cancelled, kq);
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
+		err = syscall(SYS_futex, &kq->kq_qseq, FUTEX_WAIT_PRIVATE, seen, &t, NULL, 0) < 0
+		              ? errno
+		              : 0;
+		pthread_setcanceltype(type, NULL);
+		pthread_cleanup_pop(0);
+		if (err == EINTR)
 			r = -EINTR;
 	}
 	atomic_fetch_sub(&kq->kq_qwaiters, 1);

@@ -173,6 +173,48 @@ static void a_dup_closed_last_frees_the_kqueue(void)
 	CHECK_EQ(count_fds(), before);
 }
 
+static void *wait_forever(void *arg)
+{
+	struct kevent ev;
+	kevent(*(int *)arg, NULL, 0, &ev, 1, NULL);
+	return NULL;
+}
+
+/*
+ * kevent() is a cancellation point while it waits (as FreeBSD's).  The
+ * cancelled call's reference goes with it: the kqueue, closed afterwards,
+ * is freed with its descriptors (three stayed open before), whether it
+ * waited in epoll_wait() (a pipe's knote) or on its futex (user events).
+ */
+static void a_wait_cancelled_leaves_nothing_behind(void)
+{
+	int before = count_fds();
+	for (int loud = 0; loud < 2; loud++) {
+		int kq = kq_new(), p[2];
+		CHECK(pipe(p) == 0);
+		if (loud)
+			KOK(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		KOK(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, wait_forever, &kq) == 0);
+		usleep(50000);
+		CHECK(pthread_cancel(t) == 0);
+		void *res = NULL;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 3;
+		CHECK_EQ(pthread_timedjoin_np(t, &res, &until), 0);
+		CHECK(res == PTHREAD_CANCELED);
+		/* still works for others */
+		KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+		EXPECT_ONE(kq, 1, EVFILT_USER, 0);
+		CHECK_EQ(close(kq), 0);
+		close(p[0]);
+		close(p[1]);
+	}
+	CHECK_EQ(count_fds(), before);
+}
+
 /* Issue 11 item 17: kqueue() failed with EMFILE past 4096 live kqueues. */
 static void thousands_of_kqueues_live_at_once(void)
 {
@@ -389,6 +431,7 @@ int main(void)
 	RUN(close_range_over_a_kqueue_removes_other_kqueues_knotes_on_it);
 	RUN(a_new_kqueue_at_the_number_is_not_watched);
 	RUN(a_dup_closed_last_frees_the_kqueue);
+	RUN(a_wait_cancelled_leaves_nothing_behind);
 	RUN(a_kqueue_closed_unseen_goes_when_a_kqueue_takes_its_number);
 	RUN(add_on_closed_numbers_costs_no_memory);
 	RUN(kqueue_never_returns_0_when_memory_runs_out);

@@ -145,6 +145,31 @@ static void a_handled_signal_interrupts_a_sleeper_with_eintr(void)
 }
 
 /*
+ * kevent() is a cancellation point (on FreeBSD, and here where it waits in
+ * epoll_wait()): a sleeper on the futex is cancelled too, and counts as a
+ * sleeper no more, so a later trigger still wakes a poller of the fd.
+ */
+static void a_sleeper_can_be_cancelled(void)
+{
+	int kq = kq_new();
+	KOK(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+	struct waiter w = {.kq = kq, .nevents = 1, .ms = -1};
+	pthread_t t;
+	start(&t, &w);
+	CHECK(pthread_cancel(t) == 0);
+	void *res = NULL;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 3;
+	CHECK_EQ(pthread_timedjoin_np(t, &res, &until), 0);
+	CHECK(res == PTHREAD_CANCELED);
+	KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+	CHECK(kq_readable(kq, 500));
+	EXPECT_ONE(kq, 1, EVFILT_USER, 0);
+	close(kq);
+}
+
+/*
  * Two triggers, a sleeper with room for one: the other stays pending, and
  * the kqueue's fd says so, as FreeBSD's does while its queue is not empty.
  */
@@ -243,6 +268,7 @@ int main(void)
 	RUN(sleeper_wakes_for_a_knote_of_another_filter);
 	RUN(close_wakes_a_sleeper_with_ebadf);
 	RUN(a_handled_signal_interrupts_a_sleeper_with_eintr);
+	RUN(a_sleeper_can_be_cancelled);
 	RUN(a_leftover_keeps_the_kqueue_fd_readable);
 	RUN(a_trigger_nobody_takes_wakes_a_poller);
 	RUN(every_trigger_reaches_one_of_many_sleepers);
