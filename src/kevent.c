@@ -187,17 +187,19 @@ int kq__deliver_locked(struct kq *kq, struct knote *kn, struct kevent *out)
 	return 1;
 }
 
-/* A change of any filter but EVFILT_USER may give the kernel a source to
- * report: the kqueue's waits go to epoll from now on (quiet.c). */
-static inline void kernel_source(struct kq *kq, short filter)
+/* A knote of any filter but EVFILT_USER may give the kernel a source to
+ * report, and only EV_ADD makes knotes: the kqueue's waits go to epoll from
+ * the first such EV_ADD on (quiet.c). */
+static inline void kernel_source(struct kq *kq, const struct kevent *kev)
 {
-	if (filter != EVFILT_USER && !atomic_load_explicit(&kq->kq_loud, memory_order_relaxed))
+	if ((kev->flags & EV_ADD) && kev->filter != EVFILT_USER &&
+	    !atomic_load_explicit(&kq->kq_loud, memory_order_relaxed))
 		kq__quiet_end(kq);
 }
 
 static int apply_change(struct kq *kq, struct kevent *kev)
 {
-	kernel_source(kq, kev->filter);
+	kernel_source(kq, kev);
 	kev->flags &= ~EV_SYSFLAGS;
 	int err = check_flags(kev->flags);
 	if (err)
@@ -219,7 +221,7 @@ static int apply_change(struct kq *kq, struct kevent *kev)
 static int apply_pair(struct kq *kq, struct kevent *kev, bool room)
 {
 	int slot[2] = {kq__fd_slot(kev[0].filter), kq__fd_slot(kev[1].filter)};
-	kernel_source(kq, kev[0].filter);
+	kernel_source(kq, &kev[0]);
 	kev[0].flags &= ~EV_SYSFLAGS;
 	kev[1].flags &= ~EV_SYSFLAGS;
 	if (slot[0] < 0 || slot[1] < 0 || slot[0] == slot[1] ||
