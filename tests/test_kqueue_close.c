@@ -199,13 +199,7 @@ static void a_wait_cancelled_leaves_nothing_behind(void)
 		pthread_t t;
 		CHECK(pthread_create(&t, NULL, wait_forever, &kq) == 0);
 		usleep(50000);
-		CHECK(pthread_cancel(t) == 0);
-		void *res = NULL;
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 3;
-		CHECK_EQ(pthread_timedjoin_np(t, &res, &until), 0);
-		CHECK(res == PTHREAD_CANCELED);
+		cancel_and_join(t);
 		/* still works for others */
 		KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 		EXPECT_ONE(kq, 1, EVFILT_USER, 0);

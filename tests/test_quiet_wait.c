@@ -157,13 +157,7 @@ static void a_sleeper_can_be_cancelled(void)
 	struct waiter w = {.kq = kq, .nevents = 1, .ms = -1};
 	pthread_t t;
 	start(&t, &w);
-	CHECK(pthread_cancel(t) == 0);
-	void *res = NULL;
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 3;
-	CHECK_EQ(pthread_timedjoin_np(t, &res, &until), 0);
-	CHECK(res == PTHREAD_CANCELED);
+	cancel_and_join(t);
 	KOK(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 	CHECK(kq_readable(kq, 500));
 	EXPECT_ONE(kq, 1, EVFILT_USER, 0);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <stdint.h>
@@ -209,6 +210,18 @@ static inline void wait_asleep(pid_t tid)
 		usleep(1000);
 	}
 	CHECK(!"thread never slept");
+}
+
+/* Cancels thread t, which must end cancelled within 3 s. */
+static inline void cancel_and_join(pthread_t t)
+{
+	CHECK(pthread_cancel(t) == 0);
+	void *res = NULL;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 3;
+	CHECK_EQ(pthread_timedjoin_np(t, &res, &until), 0);
+	CHECK(res == PTHREAD_CANCELED);
 }
 
 /* A handler (or SIG_DFL / SIG_IGN) for sig with the given sa_flags. */
